@@ -1,0 +1,75 @@
+"""Atomic, non-destructive file writes: every artifact appears whole or not at all.
+
+Writers produce a temporary file in the destination directory, then ``os.replace`` it into
+place, so an interrupted run never leaves a half-written file and never damages what the
+user had. An existing destination is only replaced when the caller passes ``force=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import AcmixDeployError
+
+
+class OutputExistsError(AcmixDeployError):
+    """The destination exists and ``force`` was not given."""
+
+
+def check_writable(path: str | Path, *, force: bool) -> Path:
+    """Validate a destination before any expensive work: parent writable, no clobbering without force."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} already exists (use --force to overwrite)")
+    if path.is_dir():
+        raise AcmixDeployError(f"{path} is a directory, expected a file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise AcmixDeployError(f"cannot write {path}: {parent} is not a directory")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise AcmixDeployError(f"cannot write {path}: directory {parent} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it into place, on failure delete it."""
+    path = check_writable(path, force=force)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as exc:
+        raise AcmixDeployError(f"cannot write {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if path.exists() and not force:  # something appeared meanwhile: still never clobber
+            raise OutputExistsError(f"{path} already exists (use --force to overwrite)")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, force: bool = False) -> Path:
+    with atomic_output(path, force=force) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str, *, force: bool = False) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), force=force)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,169 @@
+"""The ``acmix-deploy`` command line: thin wiring from commands to library functions.
+
+Every command turns our own errors into one line on stderr and exit code 1; bad usage
+exits 2 (Typer's convention); ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="acmix-deploy",
+    help="Ship ACmix checkpoints: rewrite, export to ONNX/TensorRT, run and benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": False}
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one line to stderr and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from acmix_deploy import __version__
+
+        typer.echo(f"acmix-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List the model zoo: parameters and compute at the default input size."""
+    from acmix_deploy.models import list_models
+    from acmix_deploy.models.complexity import describe
+
+    rows = [describe(name) for name in list_models()]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'name':<18} {'family':<13} {'params':>8} {'GMACs':>7} {'input':>6}")
+    for r in rows:
+        typer.echo(
+            f"{r['name']:<18} {r['family']:<13} {r['params'] / 1e6:>7.2f}M {r['macs'] / 1e9:>7.2f} {r['img_size']:>6}"
+        )
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="A checkpoint (.pth, .pth.tar, .pt, .safetensors).")],
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Allow arbitrary unpickling (runs code).")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what a checkpoint holds: detected architecture, hyperparameters, stored metadata."""
+    from acmix_deploy import read_checkpoint
+
+    info = read_checkpoint(path, trust_pickle=trust_pickle).summary()
+    if json_out:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    hp = ", ".join(f"{k}={v}" for k, v in info["hparams"].items())
+    assumed = f" (assumed, no tensor records them: {', '.join(info['assumed'])})" if info["assumed"] else ""
+    lines = [
+        f"file        {info['path']}  [{info['format']}, layout {info['layout']}]",
+        f"sha256      {info['sha256']}",
+        f"model       {info['family']}" + (f"  = {info['variant']}" if info["variant"] else "  (custom configuration)"),
+        f"hparams     {hp}",
+        f"input       {info['img_size']} px{assumed}",
+        f"tensors     {info['tensors']}, {info['parameters'] / 1e6:.2f}M values",
+    ]
+    meta = {k: v for k, v in info["metadata"].items() if k != "config"}
+    if meta:
+        lines.append("metadata    " + ", ".join(f"{k}={v}" for k, v in meta.items()))
+    if "config" in info["metadata"]:
+        lines.append("config      stored training config read as data (yacs not needed)")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="A model name from `acmix-deploy models`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint file to write.")],
+    seed: Annotated[int, typer.Option(help="Random seed for the weights.")] = 0,
+    layout: Annotated[str, typer.Option(help="official | state-dict | safetensors")] = "official",
+    num_classes: Annotated[int | None, typer.Option(help="Classifier size (default: the variant's).")] = None,
+    img_size: Annotated[int | None, typer.Option(help="Training resolution (Swin only).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a randomly initialised checkpoint in the official file layout (to try the pipeline)."""
+    import torch
+
+    from acmix_deploy.checkpoint import LAYOUTS, save_checkpoint
+    from acmix_deploy.fileio import check_writable
+    from acmix_deploy.models import build_model, get_entry, list_models
+
+    if name not in list_models():
+        raise fail(f"unknown model {name!r}; choose from: {', '.join(list_models())}", 2)
+    if layout not in LAYOUTS:
+        raise fail(f"unknown layout {layout!r}; choose from: {', '.join(LAYOUTS)}", 2)
+    check_writable(output, force=force)
+    overrides: dict = {}
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    if img_size is not None:
+        if get_entry(name).family != "acmix_swin":
+            raise fail("--img-size applies to Swin models only (ACmix-ResNet runs at any size)", 2)
+        overrides["img_size"] = img_size
+    torch.manual_seed(seed)
+    try:
+        model = build_model(name, **overrides)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    save_checkpoint(model, output, layout=layout, name=name, force=force)
+    typer.echo(f"wrote {output} ({name}, {layout} layout, seed {seed})")
+
+
+def main() -> None:
+    """Console-script entry point: run the app, mapping our errors to one-line messages."""
+    from acmix_deploy.errors import AcmixDeployError
+
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except AcmixDeployError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        # Typer's usage errors (click-style exceptions, possibly vendored) know how to print themselves.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Abort":
+            sys.exit(1)
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

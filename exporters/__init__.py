@@ -1,0 +1,1 @@
+"""Exporters: ONNX (with graph passes and validation), precision variants, TensorRT engines, Triton repositories."""

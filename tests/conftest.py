@@ -1,0 +1,49 @@
+"""Shared fixtures: small models with every parameter randomised, so nothing is trivially zero or one."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+SMALL_RESNET = {"width": 16, "num_classes": 10}  # 64 px is the smallest input with one layer4 block
+SMALL_SWIN = {"embed_dim": 24, "num_heads": (1, 2, 2, 4), "num_classes": 10, "img_size": 64, "window_size": 4}
+
+
+@torch.no_grad()
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every parameter and float buffer a random, activation-preserving value (eval mode)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(shape, lo, hi):
+        return torch.rand(shape, generator=g) * (hi - lo) + lo
+
+    for name, p in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("rate1", "rate2"):
+            p.copy_(rand(p.shape, 0.3, 1.2))
+        elif p.dim() >= 2 and "relative_position_bias_table" not in name:
+            fan_in = math.prod(p.shape[1:])
+            p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+        elif "relative_position_bias_table" in name:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        elif leaf == "weight":  # norm scales
+            p.copy_(rand(p.shape, 0.5, 1.5))
+        else:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    for name, b in model.named_buffers():
+        if name.endswith("running_mean"):
+            b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+        elif name.endswith("running_var"):
+            b.copy_(rand(b.shape, 0.5, 1.5))
+    return model.eval()
+
+
+@pytest.fixture
+def make_input():
+    def make(batch: int, size: int, seed: int = 1) -> torch.Tensor:
+        return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+    return make

@@ -1,0 +1,92 @@
+"""The CLI end to end, through the real console entry point in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600, check=False
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, fragment: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert any(fragment in line for line in lines), proc.stderr
+
+
+def test_version_and_models():
+    from acmix_deploy import __version__
+
+    assert run_cli("--version").stdout.strip() == f"acmix-deploy {__version__}"
+    proc = run_cli("models")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
+    assert rows == ["acmix_resnet26", "acmix_resnet38", "acmix_resnet50", "acmix_swin_tiny", "acmix_swin_small"]
+    assert "18.33M" in proc.stdout and "4.65" in proc.stdout
+
+
+def test_init_then_inspect(tmp_path):
+    out = tmp_path / "r26.pth"
+    proc = run_cli("init", "acmix_resnet26", "-o", str(out), "--seed", "3", "--num-classes", "10")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("inspect", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["variant"] == "acmix_resnet26" and info["layout"] == "official-resnet"
+    assert info["hparams"]["num_classes"] == 10 and info["metadata"]["arch"] == "acmix_resnet26"
+    text = run_cli("inspect", str(out)).stdout
+    assert "acmix_resnet26" in text and "assumed" in text
+
+
+def test_init_is_deterministic_and_never_clobbers(tmp_path):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    for path in (a, b):
+        proc = run_cli("init", "acmix_resnet26", "-o", str(path), "--layout", "safetensors")
+        assert proc.returncode == 0, proc.stderr
+    assert a.read_bytes() == b.read_bytes()
+    before = a.read_bytes()
+    assert_one_line_error(run_cli("init", "acmix_resnet26", "-o", str(a), "--seed", "1"), 1, "--force")
+    assert a.read_bytes() == before
+    assert run_cli("init", "acmix_resnet26", "-o", str(a), "--seed", "1", "--force").returncode == 0
+    assert a.read_bytes() != before
+    assert not [p for p in a.parent.iterdir() if p.name.endswith(".partial")]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (("inspect", "/nonexistent/x.pth"), 1, "no such file"),
+        (("init", "resnet50", "-o", "x.pth"), 2, "unknown model"),
+        (("init", "acmix_resnet26", "-o", "x.pth", "--layout", "zip"), 2, "unknown layout"),
+        (("init", "acmix_resnet26", "-o", "x.pth", "--img-size", "96"), 2, "Swin models only"),
+        (("init", "acmix_swin_tiny", "-o", "x.pth", "--img-size", "64"), 2, "not a multiple of window_size"),
+        (("init", "acmix_resnet26", "-o", "/proc/nope/x.pth"), 1, "cannot write"),
+        (("init", "acmix_resnet26"), 2, "--output"),
+        (("frobnicate",), 2, "No such command"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(tmp_path, args, code, fragment):
+    assert_one_line_error(run_cli(*args, cwd=tmp_path), code, fragment)
+
+
+def test_inspect_refuses_code_executing_pickle(tmp_path):
+    payload = tmp_path / "evil.pth"
+    sentinel = tmp_path / "ran"
+    script = (
+        "import os, torch\n"
+        "class E:\n"
+        f"    def __reduce__(self): return (os.system, ('touch {sentinel}',))\n"
+        f"torch.save({{'state_dict': {{}}, 'x': E()}}, {str(payload)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert_one_line_error(run_cli("inspect", str(payload)), 1, "refused")
+    assert not sentinel.exists()
