@@ -1,0 +1,143 @@
+"""Deploy form of Swin-ACmix: same function, batch-agnostic reshapes, constants precomputed, fewer ops.
+
+Exact rewrites (DESIGN.md §4), each proven by a parity test against the reference module:
+- ``fc`` (linear over the 3*num_heads q/k/v heads) is folded into the qkv projection: one
+  Linear produces q, k, v and the 9*head_dim maps of the convolution path;
+- the attention scale is folded into the q rows of that projection;
+- ``rate1`` is folded into ``proj``, ``rate2`` into ``dep_conv``;
+- relative position bias + shift mask are one constant per block;
+- every reshape infers the batch (-1): the official ``window_reverse`` computes the batch
+  with Python ``int()`` of a shape, which tracing freezes, so its dynamic-batch export breaks
+  at batch 2. LayerNorm and GELU stay ``nn`` modules, which export as single ONNX ops.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.swin_acmix import SwinACmix, SwinBlockACmix, WindowAttentionACmix
+from .fold import linear_from
+
+
+class DeployWindowAttention(nn.Module):
+    """(B, H, W, C) -> (B, H, W, C); one projection feeds both the attention and the convolution path."""
+
+    def __init__(self, attn: WindowAttentionACmix, mask: torch.Tensor | None, resolution: tuple[int, int]) -> None:
+        super().__init__()
+        c, heads = attn.dim, attn.num_heads
+        hd = c // heads
+        window = attn.window_size[0]
+        self.dim, self.heads, self.head_dim, self.window = c, heads, hd, window
+        self.resolution = resolution
+        with torch.no_grad():
+            w_qkv = attn.qkv.weight.detach().clone()
+            b_qkv = attn.qkv.bias.detach().clone() if attn.qkv.bias is not None else torch.zeros(3 * c)
+            # fc over heads: f[d*9 + m] = sum_j fc_w[m, j] * qkv[j*hd + d] + fc_b[m]  (j over 3*heads groups)
+            fc_w = attn.fc.weight.detach().reshape(9, 3 * heads)
+            fc_b = attn.fc.bias.detach() if attn.fc.bias is not None else torch.zeros(9)
+            w_groups = w_qkv.reshape(3 * heads, hd, c)
+            b_groups = b_qkv.reshape(3 * heads, hd)
+            w_f = torch.einsum("mj,jdc->dmc", fc_w, w_groups).reshape(hd * 9, c)
+            b_f = (torch.einsum("mj,jd->dm", fc_w, b_groups) + fc_b).reshape(hd * 9)
+            # Attention scale into q (after fc has used the unscaled q).
+            w_qkv[:c] *= attn.scale
+            b_qkv[:c] *= attn.scale
+            self.in_proj = linear_from(torch.cat([w_qkv, w_f]), torch.cat([b_qkv, b_f]))
+            self.proj = linear_from(attn.proj.weight * attn.rate1, attn.proj.bias * attn.rate1)
+            dep = attn.dep_conv
+            self.dep_conv = nn.Conv2d(dep.in_channels, dep.out_channels, 3, padding=1, groups=dep.groups, bias=False)
+            self.dep_conv.weight.copy_(dep.weight * attn.rate2)
+            if dep.bias is not None:  # not in official checkpoints, but keep the function if present
+                self.dep_conv.bias = nn.Parameter(dep.bias * attn.rate2)
+            bias = attn.relative_position_bias().unsqueeze(0)  # 1, heads, N, N
+            if mask is not None:
+                bias = bias + mask.unsqueeze(1)  # nW, heads, N, N
+            self.register_buffer("attn_bias", bias.contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = self.resolution
+        c, heads, hd, win = self.dim, self.heads, self.head_dim, self.window
+        n, nh, nw = win * win, h // win, w // win
+        y = self.in_proj(x)  # B, H, W, 3C + 9hd
+        qkv, f = y.split([3 * c, 9 * hd], dim=-1)
+
+        out_conv = self.dep_conv(f.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+        # Window partition of q, k, v in one transpose: -> 3, B*nW, heads, N, hd
+        t = qkv.reshape(-1, nh, win, nw, win, 3, heads, hd).permute(5, 0, 1, 3, 6, 2, 4, 7)
+        t = t.reshape(3, -1, heads, n, hd)
+        q, k, v = (s.reshape(-1, heads, n, hd) for s in t.split(1, dim=0))
+        attn = q @ k.transpose(-2, -1)
+        attn = (attn.reshape(-1, self.attn_bias.shape[0], heads, n, n) + self.attn_bias).reshape(-1, heads, n, n)
+        attn = F.softmax(attn, dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(-1, nh, nw, win, win, c)
+        out = out.permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
+        return self.proj(out) + out_conv
+
+
+class DeploySwinBlock(nn.Module):
+    def __init__(self, block: SwinBlockACmix) -> None:
+        super().__init__()
+        self.resolution = block.input_resolution
+        self.shift = block.shift_size
+        self.dim = block.dim
+        self.norm1 = block.norm1
+        self.attn = DeployWindowAttention(block.attn, block.attn_mask, block.input_resolution)
+        self.norm2 = block.norm2
+        self.mlp = block.mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = self.resolution
+        y = self.norm1(x).reshape(-1, h, w, self.dim)
+        if self.shift:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = self.attn(y)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = x + y.reshape(-1, h * w, self.dim)
+        return x + self.mlp(self.norm2(x))
+
+
+class DeployPatchMerging(nn.Module):
+    def __init__(self, merge) -> None:
+        super().__init__()
+        self.resolution, self.dim = merge.input_resolution, merge.dim
+        self.norm, self.reduction = merge.norm, merge.reduction
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = self.resolution
+        c = self.dim
+        # x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2] concatenated on channels,
+        # as one reshape + transpose: (B, h/2, dh, w/2, dw, C) -> (B, h/2, w/2, dw, dh, C).
+        x = x.reshape(-1, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(-1, (h // 2) * (w // 2), 4 * c)
+        return self.reduction(self.norm(x))
+
+
+class DeploySwinACmix(nn.Module):
+    """Swin-ACmix in deploy form; input (B, 3, img, img), any B."""
+
+    def __init__(self, model: SwinACmix) -> None:
+        super().__init__()
+        self.img_size = model.img_size
+        self.patch_embed = model.patch_embed.proj
+        self.patch_norm = model.patch_embed.norm
+        self.absolute_pos_embed = model.absolute_pos_embed if model.ape else None
+        blocks: list[nn.Module] = []
+        for layer in model.layers:
+            blocks += [DeploySwinBlock(b) for b in layer.blocks]
+            if layer.downsample is not None:
+                blocks.append(DeployPatchMerging(layer.downsample))
+        self.blocks = nn.Sequential(*blocks)
+        self.norm = model.norm
+        self.head = model.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        if self.patch_norm is not None:
+            x = self.patch_norm(x)
+        if self.absolute_pos_embed is not None:
+            x = x + self.absolute_pos_embed
+        x = self.blocks(x)
+        return self.head(self.norm(x).mean(dim=1))

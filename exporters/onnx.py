@@ -1,0 +1,339 @@
+"""Export an ACmix model to a validated ONNX file: rewrite, export, optimise, check, prove parity.
+
+Pipeline (each stage reported through ``progress``):
+1. resolve the source (checkpoint path or module) and keep the *original* model as the reference;
+2. ``acmix_deploy.rewrite.to_deploy`` (unless ``rewrite=False``);
+3. ``torch.onnx.export`` (the TorchScript-based exporter: fast, and our deploy forms trace to clean,
+   batch-agnostic graphs), dynamic batch unless a fixed batch is asked for;
+4. graph passes (:mod:`exporters.graph`): constant folding, cleanup, toposort, full check,
+   shape inference;
+5. the manifest into ``metadata_props`` and a JSON sidecar;
+6. parity in ONNX Runtime against the original model on several batch sizes; outside tolerance
+   the export fails with :class:`~exporters.validate.ParityError` and nothing is placed.
+Files appear atomically: a failed or interrupted export leaves no partial artifact.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import io
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+import acmix_deploy
+from acmix_deploy.checkpoint import read_checkpoint
+from acmix_deploy.errors import AcmixDeployError
+from acmix_deploy.fileio import atomic_output, atomic_write_text, check_writable
+from acmix_deploy.manifest import MANIFEST_KEY, Manifest, Preprocessing, sidecar_path
+from acmix_deploy.models import family_of, match_variant
+from acmix_deploy.models.input_size import check_input_size
+from acmix_deploy.rewrite import to_deploy
+
+from .graph import TWO_GB, check_and_infer, float64_tensors, op_histogram, optimize_graph
+from .validate import ParityError, ParityReport, Tolerance, check_parity, random_inputs
+
+DEFAULT_OPSET = 20  # Gelu (opset 20) and LayerNormalization (17) export as single ops
+MIN_OPSET = 17
+DEFAULT_MAX_BATCH = 32
+Progress = Callable[[str, str], None]
+
+
+class ExportError(AcmixDeployError):
+    """The model could not be exported or the exported graph is invalid."""
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    manifest: Manifest
+    nodes: int
+    ops: dict[str, int]
+    size_bytes: int
+    parity: ParityReport | None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "nodes": self.nodes,
+            "ops": self.ops,
+            "size_bytes": self.size_bytes,
+            "parity": self.parity.to_dict() if self.parity else None,
+            "stage_seconds": self.stage_seconds,
+            "latency_ms": self.latency_ms,
+        }
+
+
+def _noop(stage: str, message: str) -> None:
+    pass
+
+
+def _resolve(source, img_size: int | None, trust_pickle: bool) -> tuple[nn.Module, dict, int]:
+    """(reference model, source description, img_size)."""
+    if isinstance(source, nn.Module):
+        model, info = source.eval(), {"type": "module", "class": type(source).__name__}
+    else:
+        ckpt = read_checkpoint(source, trust_pickle=trust_pickle)
+        overrides = {"img_size": img_size} if img_size and ckpt.spec.family == "acmix_swin" else {}
+        model = ckpt.to_model(**overrides)
+        info = {
+            "type": "checkpoint",
+            "file": Path(source).name,
+            "sha256": ckpt.sha256,
+            "format": ckpt.file_format,
+            "layout": ckpt.layout,
+            "metadata": {k: v for k, v in ckpt.metadata.items() if k != "config"},
+        }
+    family = family_of(model)
+    if family == "acmix_swin":
+        if img_size and img_size != model.img_size:
+            raise ExportError(f"this Swin-ACmix model is fixed to {model.img_size} px; --img-size {img_size} differs")
+        size = model.img_size
+    else:
+        size = img_size or 224
+    try:
+        check_input_size(model, size)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    return model, info, size
+
+
+def _tool_versions() -> dict:
+    import onnxruntime
+
+    return {
+        "acmix_deploy": acmix_deploy.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def ort_session(model: onnx.ModelProto | str | Path, threads: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # Spinning worker threads steal the CPU from whatever runs next (torch, in side-by-side timing).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def torch_to_onnx(model: nn.Module, img_size: int, *, batch: int | None, opset: int) -> onnx.ModelProto:
+    """Trace ``model`` to ONNX in memory (weights embedded)."""
+    example = torch.from_numpy(random_inputs(batch or 2, img_size, seed=123))
+    buffer = io.BytesIO()
+    dynamic = None if batch else {"input": {0: "batch"}, "logits": {0: "batch"}}
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes=dynamic,
+                do_constant_folding=True,
+            )
+    except Exception as exc:  # noqa: BLE001 - exporter failures come in many types; report them as one
+        raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def export_onnx(
+    source: nn.Module | str | Path,
+    path: str | Path,
+    *,
+    batch: int | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    opset: int = DEFAULT_OPSET,
+    rewrite: bool = True,
+    img_size: int | None = None,
+    force: bool = False,
+    validate: bool = True,
+    validate_batches: Sequence[int] | None = None,
+    tolerance: Tolerance = Tolerance(),
+    measure_latency: bool = False,
+    trust_pickle: bool = False,
+    progress: Progress = _noop,
+) -> ExportReport:
+    """Export a checkpoint or module to ``path`` (``.onnx``) with a manifest sidecar.
+
+    Args:
+        source: a checkpoint path or an ACmix model (reference form).
+        path: destination ONNX file; its manifest goes to ``<path>.json``.
+        batch: export with this fixed batch size; ``None`` (default) keeps the batch dynamic.
+        max_batch: largest batch the artifact promises (dynamic exports; recorded in the manifest).
+        opset: ONNX opset (>= 17).
+        rewrite: export the deploy rewrite (default) or the reference model as is.
+        img_size: input resolution (ACmix-ResNet; Swin is fixed to its training size).
+        force: replace existing files.
+        validate: check parity in ONNX Runtime against the original model (raise on failure).
+        validate_batches: batch sizes to validate (default: 1, 2, 7 for dynamic, else the fixed batch).
+        tolerance: the parity bounds.
+        measure_latency: also time ORT against the torch reference at batch 1 (for the summary).
+        trust_pickle: allow arbitrary unpickling of the checkpoint.
+        progress: ``callback(stage, message)`` for progress output.
+
+    Raises:
+        ExportError, ParityError, CheckpointError, OutputExistsError.
+    """
+    path = Path(path)
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is below {MIN_OPSET} (LayerNormalization needs 17)")
+    if batch is not None and batch < 1:
+        raise ExportError(f"batch must be >= 1, got {batch}")
+    if max_batch < 1:
+        raise ExportError(f"max_batch must be >= 1, got {max_batch}")
+    check_writable(path, force=force)
+    check_writable(sidecar_path(path), force=force)
+    seconds: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    reference, source_info, size = _resolve(source, img_size, trust_pickle)
+    family = family_of(reference)
+    progress("load", f"{family} at {size} px ({source_info.get('file', source_info['type'])})")
+    seconds["load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    exportable = to_deploy(reference, img_size=size) if rewrite else copy.deepcopy(reference)
+    seconds["rewrite"] = time.perf_counter() - t0
+    progress("rewrite", "deploy form built" if rewrite else "skipped (--no-rewrite)")
+
+    t0 = time.perf_counter()
+    proto = torch_to_onnx(exportable, size, batch=batch, opset=opset)
+    seconds["export"] = time.perf_counter() - t0
+    progress("export", f"torch.onnx.export: {len(proto.graph.node)} nodes, opset {opset}")
+
+    t0 = time.perf_counter()
+    try:
+        proto = optimize_graph(proto, batch_dim=batch or "batch")
+        proto = check_and_infer(proto)
+    except Exception as exc:  # noqa: BLE001 - checker/graphsurgeon raise assorted types
+        raise ExportError(f"graph passes failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    doubles = float64_tensors(proto)
+    if doubles and rewrite:
+        raise ExportError(f"float64 tensors in the exported graph: {', '.join(doubles[:5])}")
+    seconds["passes"] = time.perf_counter() - t0
+    progress("passes", f"folded and checked: {len(proto.graph.node)} nodes")
+
+    hparams = reference.hparams()
+    manifest = Manifest(
+        family=family,
+        hparams=hparams,
+        img_size=size,
+        num_classes=int(hparams["num_classes"]),
+        preprocessing=Preprocessing.for_family(family, size),
+        variant=match_variant(family, hparams),
+        batch={"dynamic": batch is None, "min": batch or 1, "max": batch or max_batch},
+        opset=opset,
+        rewrite=rewrite,
+        tools=_tool_versions(),
+        source=source_info,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+    report_parity = None
+    session = None
+    if validate:
+        t0 = time.perf_counter()
+        session = ort_session(proto)
+        batches = list(validate_batches or ([batch] if batch else [1, 2, 7]))
+        if batch and any(b != batch for b in batches):
+            raise ExportError(f"a fixed-batch ({batch}) export can only be validated at batch {batch}")
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return session.run(None, {"input": x})[0]
+
+        report_parity = check_parity(reference, run, img_size=size, batches=batches, tolerance=tolerance)
+        seconds["validate"] = time.perf_counter() - t0
+        manifest.parity = {"onnxruntime_vs_torch_reference": report_parity.to_dict()}
+        progress("validate", ("PASS " if report_parity.passed else "FAIL ") + report_parity.describe())
+        if not report_parity.passed:
+            failed = path.with_name(path.name + ".parity-failed.json")
+            atomic_write_text(failed, json.dumps(report_parity.to_dict(), indent=2), force=True)
+            raise ParityError(
+                f"parity check failed: {report_parity.describe()}; nothing written (report: {failed})",
+                report_parity,
+            )
+
+    latency: dict[str, float] = {}
+    if measure_latency:
+        latency = _latency_side_by_side(reference, session or ort_session(proto), size, batch or 1)
+
+    meta = proto.metadata_props.add()
+    meta.key, meta.value = MANIFEST_KEY, manifest.to_json()
+    for key, value in (("family", family), ("img_size", str(size)), ("num_classes", str(manifest.num_classes))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f"acmix_deploy.{key}", value
+
+    t0 = time.perf_counter()
+    _save(proto, path, force)
+    atomic_write_text(sidecar_path(path), manifest.to_json() + "\n", force=True)
+    seconds["write"] = time.perf_counter() - t0
+    report = ExportReport(
+        path=path,
+        manifest=manifest,
+        nodes=len(proto.graph.node),
+        ops=op_histogram(proto),
+        size_bytes=path.stat().st_size,
+        parity=report_parity,
+        stage_seconds=seconds,
+        latency_ms=latency,
+    )
+    progress("write", f"{path} ({report.size_bytes / 1e6:.1f} MB) + {sidecar_path(path).name}")
+    return report
+
+
+def _save(proto: onnx.ModelProto, path: Path, force: bool) -> None:
+    """Write atomically; weights stay embedded unless the model exceeds protobuf's 2 GB limit."""
+    if proto.ByteSize() < TWO_GB:
+        with atomic_output(path, force=force) as tmp:
+            tmp.write_bytes(proto.SerializeToString())
+        return
+    data_name = path.name + ".data"
+    with tempfile.TemporaryDirectory(dir=path.parent) as staging:
+        staged = Path(staging) / path.name
+        onnx.save_model(proto, staged, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name)
+        with atomic_output(path.with_name(data_name), force=force) as tmp:
+            tmp.write_bytes((Path(staging) / data_name).read_bytes())
+        with atomic_output(path, force=force) as tmp:
+            tmp.write_bytes(staged.read_bytes())
+
+
+def _latency_side_by_side(reference: nn.Module, session, size: int, batch: int, rounds: int = 5) -> dict[str, float]:
+    """Median ms of the torch reference and the ONNX model, interleaved so drift hits both alike."""
+    x = random_inputs(batch, size, seed=7)
+    xt = torch.from_numpy(x)
+    times: dict[str, list[float]] = {"torch_reference": [], "onnxruntime": []}
+    with torch.no_grad():
+        reference(xt)
+        session.run(None, {"input": x})
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            reference(xt)
+            times["torch_reference"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            session.run(None, {"input": x})
+            times["onnxruntime"].append(time.perf_counter() - t0)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
+__all__ = ["DEFAULT_OPSET", "ExportError", "ExportReport", "ParityError", "Tolerance", "export_onnx", "ort_session"]
