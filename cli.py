@@ -135,6 +135,100 @@ def init(
     typer.echo(f"wrote {output} ({name}, {layout} layout, seed {seed})")
 
 
+CHECKPOINT_SUFFIXES = (".pth.tar", ".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+def artifact_stem(path: Path) -> str:
+    """``r50.pth.tar`` -> ``r50``."""
+    name = path.name
+    for suffix in CHECKPOINT_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="An ACmix checkpoint (.pth, .pth.tar, .pt, .safetensors).")],
+    output_dir: Annotated[
+        Path | None, typer.Option("-o", "--output-dir", help="Directory for the artifacts (default: the checkpoint's).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Artifact file stem (default: the checkpoint's).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17; 20 keeps GELU one op).")] = 20,
+    batch: Annotated[int | None, typer.Option(help="Fixed batch size (default: dynamic batch).")] = None,
+    max_batch: Annotated[int, typer.Option(help="Largest batch a dynamic-batch artifact promises.")] = 32,
+    img_size: Annotated[int | None, typer.Option(help="Input resolution (ACmix-ResNet; Swin uses its own).")] = None,
+    no_rewrite: Annotated[bool, typer.Option("--no-rewrite", help="Export the reference model unchanged.")] = False,
+    skip_latency: Annotated[bool, typer.Option("--skip-latency", help="Do not time ORT against torch.")] = False,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Allow arbitrary unpickling (runs code).")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Rewrite, export to ONNX, optimise, check and prove parity against the checkpoint's own model."""
+    import time
+
+    from exporters.onnx import export_onnx
+
+    if batch is not None and batch < 1:
+        raise fail(f"--batch must be >= 1, got {batch}", 2)
+    if max_batch < 1:
+        raise fail(f"--max-batch must be >= 1, got {max_batch}", 2)
+    if not checkpoint.is_file():
+        raise fail(f"{checkpoint}: no such file")
+    out_dir = output_dir if output_dir is not None else checkpoint.parent
+    target = out_dir / f"{name or artifact_stem(checkpoint)}.onnx"
+    started = time.perf_counter()
+
+    def progress(stage: str, message: str) -> None:
+        if not json_out:
+            typer.echo(f"[{time.perf_counter() - started:6.1f}s] {stage:<9} {message}")
+
+    report = export_onnx(
+        checkpoint,
+        target,
+        batch=batch,
+        max_batch=max_batch,
+        opset=opset,
+        rewrite=not no_rewrite,
+        img_size=img_size,
+        force=force,
+        measure_latency=not skip_latency,
+        trust_pickle=trust_pickle,
+        progress=progress,
+    )
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    parity = report.parity
+    lat = report.latency_ms
+    rows = [
+        ("artifact", f"{report.path} (+ {report.path.name}.json)"),
+        (
+            "model",
+            f"{report.manifest.variant or report.manifest.family}, {report.manifest.img_size} px, "
+            f"batch {'1..' + str(report.manifest.batch['max']) if report.manifest.batch['dynamic'] else batch}",
+        ),
+        ("nodes", f"{report.nodes}  (" + ", ".join(f"{k} {v}" for k, v in list(report.ops.items())[:6]) + ", ...)"),
+        ("size", f"{report.size_bytes / 1e6:.1f} MB"),
+        ("parity", parity.describe() if parity else "not checked"),
+        ("time", f"{time.perf_counter() - started:.1f} s"),
+    ]
+    if lat:
+        speedup = lat["torch_reference"] / lat["onnxruntime"]
+        rows.append(
+            (
+                "latency",
+                f"ORT {lat['onnxruntime']:.1f} ms vs torch reference {lat['torch_reference']:.1f} ms "
+                f"at batch {batch or 1} ({speedup:.2f}x; median of 5, interleaved)",
+            )
+        )
+    typer.echo("")
+    for key, value in rows:
+        typer.echo(f"  {key:<9} {value}")
+
+
 def main() -> None:
     """Console-script entry point: run the app, mapping our errors to one-line messages."""
     from acmix_deploy.errors import AcmixDeployError

@@ -90,3 +90,23 @@ def test_inspect_refuses_code_executing_pickle(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True)
     assert_one_line_error(run_cli("inspect", str(payload)), 1, "refused")
     assert not sentinel.exists()
+
+
+def test_export_end_to_end(tmp_path):
+    import acmix_deploy
+    from acmix_deploy.checkpoint import save_checkpoint
+    from tests.conftest import SMALL_RESNET
+
+    model = acmix_deploy.build_model("acmix_resnet26", **SMALL_RESNET)
+    ckpt = save_checkpoint(model, tmp_path / "small.pth.tar", layout="official", name="acmix_resnet26")
+    out = tmp_path / "out"
+    proc = run_cli("export", str(ckpt), "-o", str(out), "--img-size", "64")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "small.onnx").is_file() and (out / "small.onnx.json").is_file()
+    for stage in ("load", "rewrite", "export", "passes", "validate", "write"):
+        assert f"] {stage}" in proc.stdout
+    assert "PASS" in proc.stdout and "latency" in proc.stdout and "nodes" in proc.stdout
+    assert_one_line_error(run_cli("export", str(ckpt), "-o", str(out), "--img-size", "64"), 1, "--force")
+    assert_one_line_error(run_cli("export", str(ckpt), "--batch", "0"), 2, "--batch")
+    assert_one_line_error(run_cli("export", str(ckpt), "-o", str(out), "--img-size", "32", "--force"), 1, "too small")
+    assert_one_line_error(run_cli("export", str(tmp_path / "nope.pth")), 1, "no such file")

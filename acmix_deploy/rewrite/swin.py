@@ -121,6 +121,9 @@ class DeploySwinACmix(nn.Module):
     def __init__(self, model: SwinACmix) -> None:
         super().__init__()
         self.img_size = model.img_size
+        self.embed_dim = model.embed_dim
+        res = model.patch_embed.patches_resolution
+        self.num_patches = res[0] * res[1]
         self.patch_embed = model.patch_embed.proj
         self.patch_norm = model.patch_embed.norm
         self.absolute_pos_embed = model.absolute_pos_embed if model.ape else None
@@ -134,7 +137,8 @@ class DeploySwinACmix(nn.Module):
         self.head = model.head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        # reshape with constants: flatten(2) would export as Shape/Slice/Concat arithmetic
+        x = self.patch_embed(x).reshape(-1, self.embed_dim, self.num_patches).transpose(1, 2)
         if self.patch_norm is not None:
             x = self.patch_norm(x)
         if self.absolute_pos_embed is not None:
