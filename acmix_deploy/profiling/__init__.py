@@ -1,0 +1,5 @@
+"""Honest latency measurement: interleaved side-by-side timing, medians and ratios."""
+
+from .interleaved import LatencyStats, summarize, time_interleaved
+
+__all__ = ["LatencyStats", "summarize", "time_interleaved"]
