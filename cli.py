@@ -229,6 +229,185 @@ def export(
         typer.echo(f"  {key:<9} {value}")
 
 
+def _csv_ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise fail(f"{option} expects comma-separated integers, got {text!r}", 2) from None
+    if not values or any(v < 1 for v in values):
+        raise fail(f"{option} expects positive integers, got {text!r}", 2)
+    return values
+
+
+def _runner_options(threads: int, no_rewrite: bool, img_size: int | None, backend: str | None, path: Path) -> dict:
+    from runtimes import backend_for
+
+    chosen = backend or backend_for(path)
+    if chosen == "onnxruntime":
+        return {"threads": threads} if threads else {}
+    if chosen == "torch":
+        return {"rewrite": not no_rewrite, **({"img_size": img_size} if img_size else {})}
+    return {}
+
+
+@app.command()
+def predict(
+    artifact: Annotated[Path, typer.Argument(help="Checkpoint, ONNX model or engine.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes per image.")] = 5,
+    backend: Annotated[str | None, typer.Option(help="torch | onnxruntime | tensorrt (default: by suffix).")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels file, one class name per line.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Classify images with any artifact, using the preprocessing recorded in its manifest."""
+    from acmix_deploy import Predictor
+
+    if top_k < 1:
+        raise fail(f"--top-k must be >= 1, got {top_k}", 2)
+    if not artifact.exists():
+        raise fail(f"{artifact}: no such file")
+    with Predictor.load(artifact, backend=backend, labels=labels) as predictor:
+        results = predictor.predict([str(p) for p in images], top_k=top_k)
+    if json_out:
+        payload = [
+            {"image": str(img), "predictions": [p.__dict__ for p in preds]}
+            for img, preds in zip(images, results, strict=True)
+        ]
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    for img, preds in zip(images, results, strict=True):
+        typer.echo(f"{img}")
+        for p in preds:
+            typer.echo(f"  {p.probability:7.2%}  {p.index:>5}  {p.label}")
+
+
+@app.command()
+def verify(
+    artifacts: Annotated[list[Path], typer.Argument(help="Two or more artifacts; the first is the reference.")],
+    batch: Annotated[int, typer.Option(help="Inputs per comparison.")] = 4,
+    images: Annotated[
+        list[Path] | None, typer.Option("--image", help="Use these images instead of random inputs.")
+    ] = None,
+    rtol: Annotated[float, typer.Option(help="Max |diff| allowed, relative to max(1, max|reference|).")] = 1e-4,
+    min_cosine: Annotated[float, typer.Option(help="Minimum cosine similarity per sample.")] = 0.99999,
+    no_rewrite: Annotated[bool, typer.Option("--no-rewrite", help="Checkpoints run the reference model.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Run the same inputs through every artifact and compare each with the first (like polygraphy run)."""
+    from acmix_deploy.parity import Tolerance, compare_outputs, random_inputs
+    from acmix_deploy.preprocess import preprocess
+    from runtimes import open_runner
+
+    if len(artifacts) < 2:
+        raise fail("verify needs at least two artifacts", 2)
+    if batch < 1:
+        raise fail(f"--batch must be >= 1, got {batch}", 2)
+    for path in artifacts:
+        if not path.exists():
+            raise fail(f"{path}: no such file")
+    runners = [open_runner(p, **_runner_options(0, no_rewrite, None, None, p)).activate() for p in artifacts]
+    sizes = {r.manifest.img_size for r in runners}
+    if len(sizes) != 1:
+        raise fail(f"artifacts disagree on the input size: {sorted(sizes)}")
+    if images:
+        x = preprocess([str(p) for p in images], runners[0].manifest.preprocessing)
+    else:
+        x = random_inputs(batch, sizes.pop(), seed=0)
+    tolerance = Tolerance(rtol=rtol, min_cosine=min_cosine)
+    reference = runners[0].infer(x)
+    reports = []
+    for runner in runners[1:]:
+        report = compare_outputs([reference], [runner.infer(x)], [len(x)], tolerance)
+        reports.append((runner.describe(), report))
+    for runner in runners:
+        runner.close()
+    if json_out:
+        typer.echo(json.dumps({name: r.to_dict() for name, r in reports}, indent=2))
+    else:
+        typer.echo(f"reference: {runners[0].describe()}  ({len(x)} inputs, {'images' if images else 'random'})")
+        for name, r in reports:
+            typer.echo(f"  {'PASS' if r.passed else 'FAIL'}  {name}: {r.describe()}")
+    if not all(r.passed for _, r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+def benchmark(
+    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts to time side by side (ratios vs the first).")],
+    backend: Annotated[str | None, typer.Option(help="Force a backend for every artifact.")] = None,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes, e.g. 1,8,32.")] = "1",
+    warmup: Annotated[int, typer.Option(help="Untimed rounds per batch size.")] = 3,
+    iters: Annotated[int, typer.Option(help="Timed rounds per batch size.")] = 20,
+    seconds: Annotated[float | None, typer.Option(help="Time per batch size instead of --iters.")] = None,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads (0: default).")] = 0,
+    no_rewrite: Annotated[bool, typer.Option("--no-rewrite", help="Checkpoints run the reference model.")] = False,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV.")] = None,
+    plot_file: Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite output files.")] = False,
+) -> None:
+    """Latency percentiles and throughput per batch size, artifacts interleaved round by round."""
+    from acmix_deploy.fileio import atomic_output, atomic_write_text, check_writable
+    from acmix_deploy.profiling.benchmark import benchmark as run_benchmark
+    from acmix_deploy.profiling.benchmark import plot
+    from runtimes import open_runner
+
+    batches = _csv_ints(batch, "--batch")
+    if warmup < 0 or iters < 1 or (seconds is not None and seconds <= 0):
+        raise fail("--warmup must be >= 0, --iters >= 1 and --seconds > 0", 2)
+    for out in (json_file, csv_file, plot_file):
+        if out is not None:
+            check_writable(out, force=force)
+    for path in artifacts:
+        if not path.exists():
+            raise fail(f"{path}: no such file")
+    runners = [open_runner(p, backend, **_runner_options(threads, no_rewrite, None, backend, p)) for p in artifacts]
+    try:
+        result = run_benchmark(runners, batches=batches, warmup=warmup, iterations=iters, seconds=seconds)
+    finally:
+        for runner in runners:
+            runner.close()
+    typer.echo(result.table())
+    if json_file:
+        atomic_write_text(json_file, result.to_json() + "\n", force=force)
+    if csv_file:
+        atomic_write_text(csv_file, result.to_csv(), force=force)
+    if plot_file:
+        with atomic_output(plot_file, force=force) as tmp:
+            plot(result, tmp.with_suffix(".png"))
+            tmp.with_suffix(".png").replace(tmp)
+
+
+@app.command()
+def profile(
+    artifact: Annotated[Path, typer.Argument(help="An ONNX model exported by acmix-deploy.")],
+    iters: Annotated[int, typer.Option(help="Profiled inferences.")] = 10,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    top: Annotated[int, typer.Option(help="Kernels in the top-N table.")] = 15,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the profile as JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the JSON file.")] = False,
+) -> None:
+    """Per-layer time folded onto ACmix blocks: attention vs convolution vs projection vs MLP/norm."""
+    from acmix_deploy.fileio import atomic_write_text, check_writable
+    from acmix_deploy.profiling.layers import profile_onnx
+    from runtimes import open_runner
+
+    if iters < 1 or batch < 1 or top < 1:
+        raise fail("--iters, --batch and --top must be >= 1", 2)
+    if not artifact.exists():
+        raise fail(f"{artifact}: no such file")
+    if artifact.suffix != ".onnx":
+        raise fail("profile reads ONNX models (TensorRT layer times arrive with the TensorRT runtime)", 2)
+    if json_file:
+        check_writable(json_file, force=force)
+    with open_runner(artifact) as runner:
+        manifest = runner.manifest
+    result = profile_onnx(artifact, manifest, iterations=iters, batch=batch)
+    typer.echo(result.table(top))
+    if json_file:
+        atomic_write_text(json_file, json.dumps(result.to_dict(), indent=2) + "\n", force=force)
+
+
 def main() -> None:
     """Console-script entry point: run the app, mapping our errors to one-line messages."""
     from acmix_deploy.errors import AcmixDeployError

@@ -3,6 +3,7 @@
 from .checkpoint import Checkpoint, ModelSpec, load_checkpoint, read_checkpoint
 from .errors import AcmixDeployError, CheckpointError, UnsafeCheckpointError
 from .models import build_model, list_models
+from .predictor import Prediction, Predictor
 
 __version__ = "0.1.0"
 
@@ -11,6 +12,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "ModelSpec",
+    "Prediction",
+    "Predictor",
     "UnsafeCheckpointError",
     "__version__",
     "build_model",

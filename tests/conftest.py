@@ -47,3 +47,18 @@ def make_input():
         return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def small_artifacts(tmp_path_factory):
+    """A small ACmix-ResNet checkpoint (official layout) and its exported ONNX, 64 px."""
+    from acmix_deploy.checkpoint import save_checkpoint
+    from acmix_deploy.models import build_model
+    from exporters.onnx import export_onnx
+
+    root = tmp_path_factory.mktemp("artifacts")
+    model = randomize(build_model("acmix_resnet26", **SMALL_RESNET), seed=41)
+    ckpt = save_checkpoint(model, root / "small.pth", layout="official", name="acmix_resnet26")
+    onnx_path = root / "small.onnx"
+    export_onnx(ckpt, onnx_path, img_size=64, validate_batches=[2], max_batch=8)
+    return {"model": model, "checkpoint": ckpt, "onnx": onnx_path, "root": root}

@@ -110,3 +110,33 @@ def test_export_end_to_end(tmp_path):
     assert_one_line_error(run_cli("export", str(ckpt), "--batch", "0"), 2, "--batch")
     assert_one_line_error(run_cli("export", str(ckpt), "-o", str(out), "--img-size", "32", "--force"), 1, "too small")
     assert_one_line_error(run_cli("export", str(tmp_path / "nope.pth")), 1, "no such file")
+
+
+def test_predict_verify_benchmark_profile(small_artifacts, tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "cat.png"
+    Image.new("RGB", (90, 70), (200, 120, 40)).save(img)
+    onnx_path, ckpt = str(small_artifacts["onnx"]), str(small_artifacts["checkpoint"])
+
+    proc = run_cli("predict", onnx_path, str(img), "--top-k", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    preds = json.loads(proc.stdout)[0]["predictions"]
+    assert len(preds) == 2 and preds[0]["probability"] >= preds[1]["probability"]
+
+    proc = run_cli("verify", onnx_path, onnx_path, "--batch", "2")
+    assert proc.returncode == 0 and "PASS" in proc.stdout, proc.stderr
+    proc = run_cli("verify", onnx_path, onnx_path, "--rtol", "-1")  # impossible tolerance: must fail
+    assert proc.returncode == 1 and "FAIL" in proc.stdout
+
+    out = tmp_path / "bench.json"
+    proc = run_cli("benchmark", onnx_path, "--batch", "1,2", "--iters", "2", "--warmup", "0", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert {row["batch"] for row in json.loads(out.read_text())["rows"]} == {1, 2}
+    assert_one_line_error(run_cli("benchmark", onnx_path, "--json", str(out)), 1, "--force")
+    assert_one_line_error(run_cli("benchmark", onnx_path, "--batch", "x"), 2, "--batch")
+
+    proc = run_cli("profile", onnx_path, "--iters", "1")
+    assert proc.returncode == 0 and "attention" in proc.stdout and "layer1.0" in proc.stdout, proc.stderr
+    assert_one_line_error(run_cli("profile", ckpt), 2, "ONNX")
+    assert_one_line_error(run_cli("predict", onnx_path, str(tmp_path / "none.png")), 1, "no such image")

@@ -1,0 +1,185 @@
+"""``acmix-deploy benchmark``: latency and throughput of one or more artifacts, side by side.
+
+For each batch size, every runner is called in turn (interleaved rounds), so machine drift hits
+all alike; ratios are against the first artifact. On CUDA, host<->device copies are part of each
+backend's ``infer`` (end-to-end latency, as an application sees it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import resource
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .interleaved import LatencyStats, summarize
+
+
+@dataclass
+class BenchmarkRow:
+    artifact: str
+    backend: str
+    batch: int
+    stats: LatencyStats
+    throughput: float  # images per second at the median latency
+    ratio_vs_first: float  # median latency of the first artifact / this one (>1: faster)
+    peak_rss_mb: float
+
+    def to_dict(self) -> dict:
+        return {
+            "artifact": self.artifact,
+            "backend": self.backend,
+            "batch": self.batch,
+            **{f"{k}_ms": round(v, 3) for k, v in self.stats.to_dict().items() if k != "n"},
+            "iterations": self.stats.n,
+            "throughput_ips": round(self.throughput, 2),
+            "speedup_vs_first": round(self.ratio_vs_first, 3),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+        }
+
+
+@dataclass
+class BenchmarkResult:
+    rows: list[BenchmarkRow] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"settings": self.settings, "rows": [r.to_dict() for r in self.rows]}, indent=2)
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        dicts = [r.to_dict() for r in self.rows]
+        if dicts:
+            writer = csv.DictWriter(buf, fieldnames=list(dicts[0]))
+            writer.writeheader()
+            writer.writerows(dicts)
+        return buf.getvalue()
+
+    def table(self) -> str:
+        head = f"{'artifact':<28} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'img/s':>8} {'vs first':>9}"
+        lines = [head]
+        for r in self.rows:
+            lines.append(
+                f"{r.artifact[:28]:<28} {r.batch:>5} {r.stats.p50:>9.2f} {r.stats.p90:>9.2f} {r.stats.p99:>9.2f} "
+                f"{r.throughput:>8.1f} {r.ratio_vs_first:>8.2f}x"
+            )
+        return "\n".join(lines)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def benchmark(
+    runners: Sequence,
+    *,
+    batches: Sequence[int] = (1,),
+    warmup: int = 3,
+    iterations: int | None = 20,
+    seconds: float | None = None,
+    seed: int = 0,
+) -> BenchmarkResult:
+    """Time ``runner.infer`` per batch size, interleaving the runners round by round.
+
+    Stops after ``iterations`` rounds, or when ``seconds`` have passed (whichever is given;
+    ``seconds`` wins when both are).
+    """
+    result = BenchmarkResult(
+        settings={
+            "batches": list(batches),
+            "warmup": warmup,
+            "iterations": iterations,
+            "seconds": seconds,
+            "cpu_count": os.cpu_count(),
+            "interleaved": True,
+        }
+    )
+    for runner in runners:
+        runner.activate()
+    sizes = {r.manifest.img_size for r in runners}
+    if len(sizes) != 1:
+        raise ValueError(f"artifacts disagree on the input size: {sorted(sizes)}")
+    size = sizes.pop()
+    for batch in batches:
+        x = np.random.default_rng(seed + batch).standard_normal((batch, 3, size, size), dtype=np.float32)
+        for _ in range(warmup):
+            for runner in runners:
+                runner.infer(x)
+        samples: list[list[float]] = [[] for _ in runners]
+        start = time.perf_counter()
+        rounds = 0
+        while True:
+            for i, runner in enumerate(runners):
+                t0 = time.perf_counter()
+                runner.infer(x)
+                samples[i].append(time.perf_counter() - t0)
+            rounds += 1
+            if seconds is not None:
+                if time.perf_counter() - start >= seconds:
+                    break
+            elif rounds >= (iterations or 20):
+                break
+        stats = [summarize(s) for s in samples]
+        for runner, st in zip(runners, stats, strict=True):
+            result.rows.append(
+                BenchmarkRow(
+                    artifact=runner.describe(),
+                    backend=runner.backend,
+                    batch=batch,
+                    stats=st,
+                    throughput=batch / (st.p50 / 1000.0),
+                    ratio_vs_first=stats[0].p50 / st.p50,
+                    peak_rss_mb=_peak_rss_mb(),
+                )
+            )
+    return result
+
+
+def plot(result: BenchmarkResult, path: str | Path) -> Path:
+    """PNG with latency (p50) and throughput against batch size, one line per artifact (PIL only)."""
+    from PIL import Image, ImageDraw
+
+    artifacts = list(dict.fromkeys(r.artifact for r in result.rows))
+    batches = sorted({r.batch for r in result.rows})
+    colors = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+    width, height, margin = 1000, 440, 60
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    panels = [("p50 latency (ms)", lambda r: r.stats.p50), ("throughput (images/s)", lambda r: r.throughput)]
+    panel_w = (width - 3 * margin) // 2
+    for p, (title, value) in enumerate(panels):
+        x0, y0 = margin + p * (panel_w + margin), margin
+        x1, y1 = x0 + panel_w, height - margin
+        draw.rectangle([x0, y0, x1, y1], outline="black")
+        draw.text((x0, y0 - 20), title, fill="black")
+        vmax = max(value(r) for r in result.rows) * 1.1 or 1.0
+        draw.text((x0 - 55, y0), f"{vmax:.0f}", fill="black")
+        draw.text((x0 - 20, y1 - 10), "0", fill="black")
+
+        def px(i: int, v: float, x0=x0, x1=x1, y0=y0, y1=y1, vmax=vmax) -> tuple[float, float]:
+            fx = 0.5 if len(batches) == 1 else i / (len(batches) - 1)
+            return x0 + 10 + fx * (x1 - x0 - 20), y1 - (v / vmax) * (y1 - y0)
+
+        for i, b in enumerate(batches):
+            bx, _ = px(i, 0)
+            draw.text((bx - 5, y1 + 5), str(b), fill="black")
+        draw.text(((x0 + x1) / 2 - 20, y1 + 22), "batch size", fill="black")
+        for a, name in enumerate(artifacts):
+            pts = [px(batches.index(r.batch), value(r)) for r in result.rows if r.artifact == name]
+            color = colors[a % len(colors)]
+            if len(pts) > 1:
+                draw.line(pts, fill=color, width=2)
+            for x, y in pts:
+                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
+    for a, name in enumerate(artifacts):
+        draw.text((margin + a * 240, 15), f"- {name[:34]}", fill=colors[a % len(colors)])
+    path = Path(path)
+    img.save(path)
+    return path

@@ -1,0 +1,180 @@
+"""Per-layer profile folded back onto the model's structure: where does ACmix spend its time?
+
+ONNX Runtime's node profile lists hundreds of kernels with exporter-generated names. We map each
+kernel to (block, branch) using the module scope the exporter writes into node names
+(``/blocks/blocks.3/acmix/MatMul``) and the graph itself (a grouped Conv inside ACmix is the
+convolution branch, a 1x1 Conv there is the shared q/k/v projection), then name blocks as the
+official model does (``layer2.0``, ``layers.1.blocks.3``). Kernels ORT adds for layout changes
+(``ReorderInput``...) carry no scope and are reported as ``layout``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..manifest import Manifest
+
+BRANCHES = ("attention", "convolution", "projection", "mlp", "norm", "other", "layout")
+_SCOPE = re.compile(r"^/blocks/blocks\.(\d+)/")
+
+
+@dataclass
+class LayerProfile:
+    iterations: int
+    total_ms: float  # per inference, summed kernel time
+    blocks: dict[str, dict[str, float]] = field(default_factory=dict)  # block -> branch -> ms
+    branches: dict[str, float] = field(default_factory=dict)
+    top_nodes: list[dict] = field(default_factory=list)
+    by_op: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+    def table(self, top: int = 15) -> str:
+        lines = [f"kernel time per inference: {self.total_ms:.2f} ms (mean of {self.iterations} runs)", ""]
+        lines.append("by branch:")
+        for branch, ms in sorted(self.branches.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {branch:<12} {ms:>9.2f} ms  {100 * ms / max(self.total_ms, 1e-9):5.1f}%")
+        lines.append("")
+        lines.append(f"{'block':<22}" + "".join(f"{b[:11]:>12}" for b in BRANCHES[:-1]) + f"{'total':>10}")
+        for block, parts in self.blocks.items():
+            total = sum(parts.values())
+            cells = "".join(f"{parts.get(b, 0.0):>12.2f}" for b in BRANCHES[:-1])
+            lines.append(f"{block:<22}{cells}{total:>10.2f}")
+        lines.append("")
+        lines.append(f"top {top} kernels:")
+        for node in self.top_nodes[:top]:
+            lines.append(
+                f"  {node['ms']:>8.3f} ms  {node['op']:<14} {node['block']:<20} {node['branch']:<11} {node['name']}"
+            )
+        return "\n".join(lines)
+
+
+def block_names(manifest: Manifest) -> list[str]:
+    """Official names of the deploy model's ``blocks`` children, in order."""
+    hp = manifest.hparams
+    names: list[str] = []
+    if manifest.family == "acmix_resnet":
+        for stage, depth in enumerate(hp["layers"], start=1):
+            names += [f"layer{stage}.{j}" for j in range(depth)]
+    elif manifest.family == "acmix_swin":
+        depths = hp["depths"]
+        for stage, depth in enumerate(depths):
+            names += [f"layers.{stage}.blocks.{j}" for j in range(depth)]
+            if stage < len(depths) - 1:
+                names.append(f"layers.{stage}.downsample")
+    return names
+
+
+def _graph_index(onnx_path: Path) -> dict[str, dict]:
+    """node name and output names -> {op, group, name} from the ONNX graph."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    index: dict[str, dict] = {}
+    for node in model.graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        info = {"op": node.op_type, "group": group, "name": node.name}
+        index[node.name] = info
+        for out in node.output:
+            index.setdefault(out, info)
+    return index
+
+
+def _classify(name: str, op: str, graph: dict[str, dict], family: str) -> str:
+    if not name.startswith("/"):
+        return "layout"
+    base = name.removesuffix("_nchwc")
+    node = graph.get(base) or graph.get(base.split("/MatmulTransposeFusion")[0]) or {"op": op, "group": 1}
+    if family == "acmix_resnet" and "/acmix/" in name:
+        if node["op"] == "Conv":
+            return "convolution" if node["group"] > 1 else "projection"
+        return "projection" if node["op"] == "Split" else "attention"
+    if family == "acmix_swin":
+        if "/attn/dep_conv/" in name or ("/attn/" in name and node["op"] == "Conv"):
+            return "convolution"
+        if "/attn/in_proj/" in name or ("/attn/" in name and node["op"] == "Split" and "Split_1" not in name):
+            return "projection"
+        if "/attn/" in name:
+            return "attention"
+        if "/mlp/" in name:
+            return "mlp"
+        if "norm" in name.lower() or node["op"] == "LayerNormalization":
+            return "norm"
+    return "other"
+
+
+def profile_onnx(
+    onnx_path: str | Path, manifest: Manifest, *, iterations: int = 10, batch: int = 1, threads: int = 0
+) -> LayerProfile:
+    """Run ``iterations`` profiled inferences in ONNX Runtime and fold kernel times onto the model."""
+    import onnxruntime as ort
+
+    onnx_path = Path(onnx_path)
+    graph = _graph_index(onnx_path)
+    names = block_names(manifest)
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        size = manifest.img_size
+        x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
+        feed = {session.get_inputs()[0].name: x}
+        session.run(None, feed)  # warm-up, excluded below by skipping the first run's events
+        session.end_profiling()
+        options.profile_file_prefix = str(Path(tmp) / "ort2")
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        session.run(None, feed)
+        for _ in range(iterations):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    skip_until = runs[0]["ts"] + runs[0]["dur"] if runs else 0  # drop the first (cold) run
+    per_node: dict[str, dict] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < skip_until:
+            continue
+        name = e["name"].removesuffix("_kernel_time")
+        op = e.get("args", {}).get("op_name", "?")
+        entry = per_node.setdefault(name, {"name": name, "op": op, "us": 0.0})
+        entry["us"] += e["dur"]
+    n = max(iterations, 1)
+    blocks: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    branches: dict[str, float] = defaultdict(float)
+    by_op: dict[str, float] = defaultdict(float)
+    nodes = []
+    for entry in per_node.values():
+        ms = entry["us"] / 1000.0 / n
+        match = _SCOPE.match(entry["name"])
+        if match and int(match.group(1)) < len(names):
+            block = names[int(match.group(1))]
+        else:
+            block = "stem/head" if entry["name"].startswith("/") else "layout"
+        branch = _classify(entry["name"], entry["op"], graph, manifest.family)
+        blocks[block][branch] += ms
+        branches[branch] += ms
+        by_op[entry["op"]] += ms
+        nodes.append({"name": entry["name"], "op": entry["op"], "ms": ms, "block": block, "branch": branch})
+    nodes.sort(key=lambda d: -d["ms"])
+    order = {name: i for i, name in enumerate(["stem/head", *names, "layout"])}
+    return LayerProfile(
+        iterations=iterations,
+        total_ms=sum(branches.values()),
+        blocks={k: dict(v) for k, v in sorted(blocks.items(), key=lambda kv: order.get(kv[0], 1e9))},
+        branches=dict(branches),
+        top_nodes=nodes,
+        by_op=dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+    )

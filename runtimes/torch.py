@@ -1,0 +1,97 @@
+"""PyTorch backend: a checkpoint run in torch, the deploy rewrite by default.
+
+``rewrite=False`` runs the reference model (the official structure), which is what `verify`
+compares everything else against. On CUDA, optional fp16 and channels_last.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from acmix_deploy.checkpoint import read_checkpoint
+from acmix_deploy.manifest import Manifest, Preprocessing
+from acmix_deploy.models.input_size import check_input_size
+from acmix_deploy.rewrite import to_deploy
+
+from .base import Runner, RunnerError
+
+DEFAULT_MAX_BATCH = 64
+
+
+class TorchRunner(Runner):
+    backend = "torch"
+    thread_safe = False  # one module, shared: serialise calls (torch releases the GIL inside ops anyway)
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        rewrite: bool = True,
+        img_size: int | None = None,
+        fp16: bool = False,
+        channels_last: bool = False,
+        trust_pickle: bool = False,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        super().__init__(path)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RunnerError("device cuda requested but torch sees no CUDA GPU")
+        if (fp16 or channels_last) and not device.startswith("cuda"):
+            raise RunnerError("fp16 and channels_last are CUDA options")
+        self.device, self.rewrite, self.img_size = torch.device(device), rewrite, img_size
+        self.fp16, self.channels_last, self.trust_pickle, self.max_batch = fp16, channels_last, trust_pickle, max_batch
+        self.model: torch.nn.Module | None = None
+
+    def _load(self) -> Manifest:
+        ckpt = read_checkpoint(self.path, trust_pickle=self.trust_pickle)
+        family = ckpt.spec.family
+        overrides = {"img_size": self.img_size} if self.img_size and family == "acmix_swin" else {}
+        model = ckpt.to_model(**overrides)
+        size = model.img_size if family == "acmix_swin" else (self.img_size or 224)
+        try:
+            check_input_size(model, size)
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from None
+        if self.rewrite:
+            model = to_deploy(model, img_size=size)
+        model = model.to(self.device)
+        if self.fp16:
+            model = model.half()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.eval()
+        hparams = ckpt.spec.hparams
+        return Manifest(
+            family=family,
+            hparams=hparams,
+            img_size=size,
+            num_classes=int(hparams["num_classes"]),
+            preprocessing=Preprocessing.for_family(family, size),
+            variant=ckpt.spec.variant,
+            batch={"dynamic": True, "min": 1, "max": self.max_batch},
+            precision="fp16" if self.fp16 else "fp32",
+            rewrite=self.rewrite,
+            source={"file": self.path.name, "sha256": ckpt.sha256, "layout": ckpt.layout},
+        )
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(self.device)
+        if self.fp16:
+            x = x.half()
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = self.model(x)
+        return out.float().cpu().numpy()
+
+    def _close(self) -> None:
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def describe(self) -> str:
+        return f"torch{'' if self.rewrite else '-reference'}:{self.path.name}"

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from acmix_deploy.manifest import read_sidecar
+from acmix_deploy.profiling import summarize, time_interleaved
+from acmix_deploy.profiling.benchmark import benchmark, plot
+from acmix_deploy.profiling.layers import block_names, profile_onnx
+from runtimes import open_runner
+
+
+def test_summary_statistics():
+    stats = summarize([0.001, 0.002, 0.003, 0.004])
+    assert stats.n == 4 and stats.min == pytest.approx(1.0) and stats.max == pytest.approx(4.0)
+    assert stats.p50 == pytest.approx(2.5) and stats.mean == pytest.approx(2.5)
+    calls = []
+    result = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
+    assert calls == ["a", "b"] * 4 and result["a"].n == 3
+
+
+def test_benchmark_two_backends_side_by_side(small_artifacts, tmp_path):
+    runners = [open_runner(small_artifacts["onnx"]), open_runner(small_artifacts["checkpoint"], img_size=64)]
+    result = benchmark(runners, batches=[1, 3], warmup=1, iterations=3)
+    assert [(r.backend, r.batch) for r in result.rows] == [
+        ("onnxruntime", 1),
+        ("torch", 1),
+        ("onnxruntime", 3),
+        ("torch", 3),
+    ]
+    first = result.rows[0]
+    assert first.ratio_vs_first == 1.0 and first.stats.n == 3 and first.throughput > 0
+    assert json.loads(result.to_json())["rows"][1]["batch"] == 1
+    assert result.to_csv().splitlines()[0].startswith("artifact,backend,batch,min_ms")
+    png = plot(result, tmp_path / "plot.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_layer_profile_folds_onto_acmix_blocks(small_artifacts):
+    manifest = read_sidecar(small_artifacts["onnx"])
+    assert block_names(manifest) == [
+        "layer1.0",
+        "layer2.0",
+        "layer2.1",
+        "layer3.0",
+        "layer3.1",
+        "layer3.2",
+        "layer3.3",
+        "layer4.0",
+    ]
+    prof = profile_onnx(small_artifacts["onnx"], manifest, iterations=2)
+    assert {"attention", "convolution", "projection"} <= set(prof.branches)
+    assert set(prof.blocks) >= {"stem/head", "layer1.0", "layer4.0"}
+    assert prof.total_ms == pytest.approx(sum(prof.branches.values()))
+    assert prof.top_nodes[0]["ms"] >= prof.top_nodes[-1]["ms"]
+    assert "layer2.0" in prof.table()
