@@ -19,6 +19,11 @@ demo: $(BIN)/.installed
 	$(BIN)/acmix-deploy models
 	$(BIN)/acmix-deploy init acmix_resnet26 -o $(DEMO_DIR)/acmix_resnet26.pth --force
 	$(BIN)/acmix-deploy inspect $(DEMO_DIR)/acmix_resnet26.pth
+	$(BIN)/acmix-deploy export $(DEMO_DIR)/acmix_resnet26.pth -o $(DEMO_DIR) --force
+	$(BIN)/python -c "from PIL import Image; Image.radial_gradient('L').convert('RGB').resize((320, 240)).save('$(DEMO_DIR)/demo.png')"
+	$(BIN)/acmix-deploy predict $(DEMO_DIR)/acmix_resnet26.onnx $(DEMO_DIR)/demo.png --top-k 3
+	$(BIN)/acmix-deploy verify $(DEMO_DIR)/acmix_resnet26.pth $(DEMO_DIR)/acmix_resnet26.onnx --no-rewrite
+	$(BIN)/acmix-deploy benchmark $(DEMO_DIR)/acmix_resnet26.onnx $(DEMO_DIR)/acmix_resnet26.pth --batch 1 --iters 5 --force --json $(DEMO_DIR)/benchmark.json
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

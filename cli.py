@@ -408,6 +408,44 @@ def profile(
         atomic_write_text(json_file, json.dumps(result.to_dict(), indent=2) + "\n", force=force)
 
 
+@app.command()
+def triton(
+    artifacts: Annotated[list[Path], typer.Argument(help="ONNX models or TensorRT plans to serve.")],
+    repo: Annotated[Path, typer.Option("-o", "--output", help="Model repository directory.")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: each artifact's stem).")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="max_batch_size (default: the artifact's limit).")] = None,
+    preferred_batch: Annotated[str, typer.Option(help="Preferred dynamic batch sizes, e.g. 4,8.")] = "4,8",
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher queue delay (microseconds).")] = 100,
+    instances: Annotated[int, typer.Option(help="Model instances.")] = 1,
+    kind: Annotated[str, typer.Option(help="cpu | gpu")] = "cpu",
+    ort_tensorrt: Annotated[bool, typer.Option("--ort-tensorrt", help="ONNX: ORT's TensorRT accelerator.")] = False,
+) -> None:
+    """Write (or add versions to) a Triton Inference Server model repository."""
+    from exporters.triton import write_triton_repository
+
+    preferred = _csv_ints(preferred_batch, "--preferred-batch")
+    if max_batch is not None and max_batch < 1:
+        raise fail(f"--max-batch must be >= 1, got {max_batch}", 2)
+    if kind not in ("cpu", "gpu"):
+        raise fail(f"--kind must be cpu or gpu, got {kind!r}", 2)
+    if instances < 1 or max_queue_delay_us < 0:
+        raise fail("--instances must be >= 1 and --max-queue-delay-us >= 0", 2)
+    for artifact in artifacts:
+        report = write_triton_repository(
+            artifact,
+            repo,
+            name=name,
+            max_batch=max_batch,
+            preferred_batch=preferred,
+            max_queue_delay_us=max_queue_delay_us,
+            instances=instances,
+            kind=kind,
+            ort_tensorrt=ort_tensorrt,
+        )
+        typer.echo(f"{artifact} -> {report.model_dir}/{report.version} ({report.platform})")
+    typer.echo(f"serve: tritonserver --model-repository={repo.resolve()}")
+
+
 def main() -> None:
     """Console-script entry point: run the app, mapping our errors to one-line messages."""
     from acmix_deploy.errors import AcmixDeployError
