@@ -66,15 +66,24 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON ins
 
 @app.command()
 def inspect(
-    path: Annotated[Path, typer.Argument(help="A checkpoint (.pth, .pth.tar, .pt, .safetensors).")],
+    path: Annotated[Path, typer.Argument(help="A checkpoint (.pth, .pth.tar, .pt, .safetensors) or an ONNX model.")],
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow arbitrary unpickling (runs code).")
     ] = False,
+    tensorrt: Annotated[
+        bool, typer.Option("--tensorrt", help="ONNX: check the graph against TensorRT's ONNX parser support.")
+    ] = False,
+    trt_major: Annotated[int, typer.Option(help="TensorRT major version for --tensorrt (10 or 11).")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show what a checkpoint holds: detected architecture, hyperparameters, stored metadata."""
+    """Show what a checkpoint or ONNX model holds; with --tensorrt, whether TensorRT can build it."""
     from acmix_deploy import read_checkpoint
 
+    if path.suffix == ".onnx":
+        _inspect_onnx(path, tensorrt, trt_major, json_out)
+        return
+    if tensorrt:
+        raise fail("--tensorrt inspects ONNX models; export the checkpoint first", 2)
     info = read_checkpoint(path, trust_pickle=trust_pickle).summary()
     if json_out:
         typer.echo(json.dumps(info, indent=2, default=str))
@@ -95,6 +104,46 @@ def inspect(
     if "config" in info["metadata"]:
         lines.append("config      stored training config read as data (yacs not needed)")
     typer.echo("\n".join(lines))
+
+
+def _inspect_onnx(path: Path, tensorrt: bool, trt_major: int, json_out: bool) -> None:
+    from acmix_deploy.manifest import ManifestError
+    from exporters.triton import TritonError, read_manifest
+
+    if not path.is_file():
+        raise fail(f"{path}: no such file")
+    if trt_major not in (10, 11):
+        raise fail(f"--trt-major must be 10 or 11, got {trt_major}", 2)
+    try:
+        manifest = read_manifest(path).to_dict()
+    except (TritonError, ManifestError) as exc:
+        manifest = {"error": str(exc)}
+    findings = []
+    if tensorrt:
+        from exporters.tensorrt_support import check_tensorrt_readiness, format_findings, has_blockers
+
+        findings = check_tensorrt_readiness(path, trt_major=trt_major)
+    if json_out:
+        payload = {"manifest": manifest, "tensorrt": [f.__dict__ for f in findings] if tensorrt else None}
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        if "error" in manifest:
+            typer.echo(f"manifest    none ({manifest['error']})")
+        else:
+            batch = manifest["batch"]
+            typer.echo(
+                f"model       {manifest['variant'] or manifest['family']}, {manifest['img_size']} px, "
+                f"{manifest['num_classes']} classes, {manifest['precision']}, opset {manifest['opset']}"
+            )
+            typer.echo(f"batch       {'dynamic' if batch['dynamic'] else 'fixed'} {batch['min']}..{batch['max']}")
+            parity = manifest.get("parity", {}).get("onnxruntime_vs_torch_reference")
+            if parity:
+                typer.echo(f"parity      max|diff| {parity['max_abs_diff']:.2e}, passed: {parity['passed']}")
+        if tensorrt:
+            typer.echo(f"TensorRT {trt_major} readiness:")
+            typer.echo(format_findings(findings) or "  no findings")
+    if tensorrt and has_blockers(findings):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -163,6 +212,7 @@ def export(
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow arbitrary unpickling (runs code).")
     ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="onnx | engine | all (engine needs TensorRT).")] = "onnx",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -175,6 +225,12 @@ def export(
         raise fail(f"--batch must be >= 1, got {batch}", 2)
     if max_batch < 1:
         raise fail(f"--max-batch must be >= 1, got {max_batch}", 2)
+    if fmt not in ("onnx", "engine", "all"):
+        raise fail(f"--format must be onnx, engine or all, got {fmt!r}", 2)
+    if fmt != "onnx":
+        from runtimes.tensorrt import import_tensorrt
+
+        import_tensorrt()  # fail fast, before the export, when TensorRT is missing
     if not checkpoint.is_file():
         raise fail(f"{checkpoint}: no such file")
     out_dir = output_dir if output_dir is not None else checkpoint.parent
@@ -198,6 +254,13 @@ def export(
         trust_pickle=trust_pickle,
         progress=progress,
     )
+    if fmt != "onnx":
+        from exporters.tensorrt import build_engine
+
+        engine_path = report.path.with_suffix(".engine")
+        build_engine(report.path, engine_path, force=force, progress=progress)
+        if fmt == "engine":  # keep only the engine (and the ONNX's sidecar, which the engine embeds)
+            report.path.unlink()
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -344,6 +407,10 @@ def benchmark(
     json_file: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV.")] = None,
     plot_file: Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot.")] = None,
+    concurrency: Annotated[
+        int, typer.Option(help="Also run N client threads: plain vs micro-batched predictor (0: off).")
+    ] = 0,
+    requests: Annotated[int, typer.Option(help="Requests per client thread with --concurrency.")] = 20,
     force: Annotated[bool, typer.Option("--force", help="Overwrite output files.")] = False,
 ) -> None:
     """Latency percentiles and throughput per batch size, artifacts interleaved round by round."""
@@ -361,13 +428,28 @@ def benchmark(
     for path in artifacts:
         if not path.exists():
             raise fail(f"{path}: no such file")
+    if concurrency < 0 or requests < 1:
+        raise fail("--concurrency must be >= 0 and --requests >= 1", 2)
     runners = [open_runner(p, backend, **_runner_options(threads, no_rewrite, None, backend, p)) for p in artifacts]
+    concurrent = []
     try:
         result = run_benchmark(runners, batches=batches, warmup=warmup, iterations=iters, seconds=seconds)
+        if concurrency:
+            from acmix_deploy import Predictor
+            from acmix_deploy.profiling.benchmark import concurrency_benchmark
+
+            for runner in runners:
+                concurrent.append(
+                    concurrency_benchmark(Predictor(runner), threads=concurrency, requests_per_thread=requests)
+                )
     finally:
         for runner in runners:
             runner.close()
     typer.echo(result.table())
+    for entry in concurrent:
+        typer.echo(entry.describe())
+    if concurrent:
+        result.settings["concurrency"] = [c.to_dict() for c in concurrent]
     if json_file:
         atomic_write_text(json_file, result.to_json() + "\n", force=force)
     if csv_file:
@@ -444,6 +526,47 @@ def triton(
         )
         typer.echo(f"{artifact} -> {report.model_dir}/{report.version} ({report.platform})")
     typer.echo(f"serve: tritonserver --model-repository={repo.resolve()}")
+
+
+@app.command()
+def build(
+    onnx_model: Annotated[Path, typer.Argument(help="An ONNX model exported by acmix-deploy.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Engine file (default: MODEL.engine).")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 engine.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 engine from a Q/DQ ONNX.")] = False,
+    min_batch: Annotated[int, typer.Option("--min-batch", help="Profile minimum batch.")] = 1,
+    opt_batch: Annotated[int | None, typer.Option("--opt-batch", help="Profile optimum batch.")] = None,
+    max_batch: Annotated[int | None, typer.Option("--max-batch", help="Profile maximum batch.")] = None,
+    workspace: Annotated[float, typer.Option(help="Builder workspace in GiB.")] = 4.0,
+    timing_cache: Annotated[
+        Path | None, typer.Option("--timing-cache", help="Timing cache file (read+written).")
+    ] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="Save engine-inspector layer info.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing engine.")] = False,
+) -> None:
+    """Build a TensorRT engine (plain plan + JSON sidecar) from an exported ONNX model."""
+    if fp16 and int8:
+        raise fail("choose one of --fp16 and --int8", 2)
+    if not onnx_model.is_file():
+        raise fail(f"{onnx_model}: no such file")
+    if workspace <= 0:
+        raise fail(f"--workspace must be > 0, got {workspace}", 2)
+    from exporters.tensorrt import build_engine
+
+    report = build_engine(
+        onnx_model,
+        output or onnx_model.with_suffix(".engine"),
+        precision="int8" if int8 else "fp16" if fp16 else "fp32",
+        min_batch=min_batch,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        workspace_gb=workspace,
+        timing_cache=timing_cache,
+        inspector_json=layers,
+        force=force,
+        progress=lambda stage, message: typer.echo(f"{stage:<9} {message}"),
+    )
+    typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
 
 
 def main() -> None:

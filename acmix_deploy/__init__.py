@@ -1,5 +1,6 @@
 """acmix-deploy: ship ACmix checkpoints as fast, validated ONNX, TensorRT and Triton artifacts."""
 
+from .batching import BatchingPredictor
 from .checkpoint import Checkpoint, ModelSpec, load_checkpoint, read_checkpoint
 from .errors import AcmixDeployError, CheckpointError, UnsafeCheckpointError
 from .models import build_model, list_models
@@ -9,6 +10,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AcmixDeployError",
+    "BatchingPredictor",
     "Checkpoint",
     "CheckpointError",
     "ModelSpec",

@@ -1,36 +1,354 @@
-"""TensorRT backend slot. The engine runner arrives with the TensorRT issue (#6).
+"""TensorRT backend: run a plain TensorRT plan built by ``exporters.tensorrt.build_engine``.
 
-``tensorrt`` is imported only here and only when a TensorRT runner is asked for, so the package
-works without it.
+The engine file is an unmodified TensorRT plan; everything else (the model's manifest, the
+optimisation profile, the TensorRT version and GPU it was built for) lives in the JSON sidecar
+``<engine>.json``. Engines are specific to the TensorRT version and GPU that built them, so the
+runner compares the sidecar with the running TensorRT and GPU first and refuses a mismatch with a
+message, instead of letting deserialisation fail obscurely or run untuned tactics.
+
+Execution uses the TensorRT 10/11 tensor-name API (``set_input_shape``, ``infer_shapes``,
+``set_tensor_address``, ``execute_async_v3``) on a non-default CUDA stream, with torch CUDA tensors
+as buffers (allocated once per batch size). Optionally the enqueue is captured into a CUDA graph
+after one warm-up run, and per-layer times are collected with an ``IProfiler``.
+
+``tensorrt`` (and torch's CUDA side) are imported only when a runner is loaded, so the package
+works without them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from acmix_deploy.manifest import Manifest, ManifestError, sidecar_path
 
 from .base import MissingDependencyError, Runner, RunnerError
 
+ENGINE_SIDECAR_FORMAT = "acmix-deploy.tensorrt-engine"
+ENGINE_SIDECAR_VERSION = 1
+INSTALL_HINT = "pip install 'acmix-deploy[tensorrt]'"
+
 
 def import_tensorrt():
+    """The ``tensorrt`` module, or a :class:`MissingDependencyError` naming the extra to install."""
     try:
         import tensorrt
     except ImportError:
         raise MissingDependencyError(
-            "TensorRT is not installed: pip install 'acmix-deploy[tensorrt]' on a machine with an NVIDIA GPU"
+            f"TensorRT is not installed: {INSTALL_HINT} on a machine with an NVIDIA GPU"
+        ) from None
+    except OSError as exc:  # the bindings import, but libnvinfer does not load
+        raise MissingDependencyError(
+            f"TensorRT is installed but its libraries do not load ({exc}); reinstall with {INSTALL_HINT}"
         ) from None
     return tensorrt
 
 
+def trt_major(version: str) -> int:
+    """``"10.15.1.29"`` -> ``10``."""
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        raise RunnerError(f"cannot read the TensorRT version {version!r}") from None
+
+
+def cuda_device_info(device: int = 0) -> dict[str, Any]:
+    """Name, compute capability and CUDA runtime version of ``device``.
+
+    Uses torch.cuda when it sees a GPU, else cuda-python; the sidecar and the compatibility check
+    need the same strings whichever is installed.
+
+    Raises:
+        RunnerError: no CUDA device could be queried.
+    """
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(device)
+            return {
+                "name": torch.cuda.get_device_name(device),
+                "compute_capability": f"{major}.{minor}",
+                "cuda": torch.version.cuda,
+                "source": "torch",
+            }
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+    try:
+        try:
+            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        except ImportError:
+            from cuda import cudart  # older cuda-python
+        err, props = cudart.cudaGetDeviceProperties(device)
+        if int(err) != 0:
+            raise RunnerError(f"cudaGetDeviceProperties failed ({err})")
+        err, version = cudart.cudaRuntimeGetVersion()
+        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+        return {
+            "name": name.rstrip("\x00"),
+            "compute_capability": f"{props.major}.{props.minor}",
+            "cuda": f"{version // 1000}.{(version % 1000) // 10}" if int(err) == 0 else None,
+            "source": "cuda-python",
+        }
+    except ImportError:
+        pass
+    raise RunnerError("no CUDA GPU is visible (torch.cuda.is_available() is False and cuda-python is not installed)")
+
+
+def check_engine_compatibility(sidecar: dict, trt_version: str, gpu_name: str, compute_capability: str) -> None:
+    """Refuse an engine built by another TensorRT version or for another GPU.
+
+    A TensorRT plan holds kernels chosen and compiled for one TensorRT release and one GPU; NVIDIA
+    does not promise it loads, or runs well, anywhere else (we do not build version- or
+    hardware-compatible engines). Comparing the sidecar first turns an opaque deserialisation
+    failure into a message that says what to rebuild.
+
+    Args:
+        sidecar: the engine's ``<engine>.json`` content.
+        trt_version: the running ``tensorrt.__version__``.
+        gpu_name: the running GPU's name.
+        compute_capability: the running GPU's compute capability, ``"major.minor"``.
+
+    Raises:
+        RunnerError: the sidecar is not an engine sidecar, or it does not match.
+    """
+    if not isinstance(sidecar, dict) or sidecar.get("format") != ENGINE_SIDECAR_FORMAT:
+        raise RunnerError("not an acmix-deploy TensorRT engine sidecar (missing 'format')")
+    try:
+        built_trt = str(sidecar["tensorrt"]["version"])
+        built_gpu = str(sidecar["gpu"]["name"])
+        built_cc = str(sidecar["gpu"]["compute_capability"])
+    except (KeyError, TypeError):
+        raise RunnerError("engine sidecar lacks the TensorRT version or GPU it was built for") from None
+    problems = []
+    if built_trt != str(trt_version):
+        problems.append(f"TensorRT {built_trt}, running {trt_version}")
+    if built_cc != str(compute_capability):
+        problems.append(f"compute capability {built_cc}, this GPU has {compute_capability}")
+    if built_gpu != str(gpu_name):
+        problems.append(f"GPU {built_gpu!r}, this is {gpu_name!r}")
+    if problems:
+        raise RunnerError(
+            "this engine was built for " + "; ".join(problems) + ". TensorRT engines are specific to the "
+            "TensorRT version and GPU: rebuild it here with `acmix-deploy build MODEL.onnx`"
+        )
+
+
+def read_engine_sidecar(engine: str | Path) -> dict:
+    """The ``<engine>.json`` sidecar as a dict.
+
+    Raises:
+        RunnerError: missing or not JSON.
+    """
+    path = sidecar_path(engine)
+    if not path.is_file():
+        raise RunnerError(f"no sidecar next to {engine} (expected {path.name}); rebuild the engine with acmix-deploy")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunnerError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise RunnerError(f"{path}: not a JSON object")
+    return data
+
+
+def manifest_from_sidecar(sidecar: dict) -> Manifest:
+    """The model manifest an engine serves: the ONNX's manifest, precision and batch from the build.
+
+    The embedded manifest describes the ONNX (its precision, its batch promise); the engine may
+    have been built in another precision and for a narrower batch range, and the base Runner
+    splits batches by ``manifest.batch``, so both come from the engine's profile.
+
+    Raises:
+        RunnerError: the sidecar lacks a manifest or profile.
+    """
+    try:
+        manifest = Manifest.from_dict(dict(sidecar["manifest"]))
+        profile = sidecar["profile"]
+        lo, hi = int(profile["min"][0]), int(profile["max"][0])
+    except (KeyError, TypeError, IndexError, ValueError, ManifestError) as exc:
+        raise RunnerError(f"engine sidecar has no usable manifest/profile ({exc})") from None
+    manifest.precision = str(sidecar.get("precision", manifest.precision))
+    manifest.batch = {"dynamic": lo != hi, "min": lo, "max": hi}
+    return manifest
+
+
+def make_layer_profiler(trt):
+    """An ``IProfiler`` subclass instance collecting per-layer milliseconds.
+
+    Built by a factory because the base class only exists once ``tensorrt`` is imported.
+    """
+
+    class LayerProfiler(trt.IProfiler):
+        """Accumulates ``report_layer_time`` callbacks; TensorRT calls it once per layer per run."""
+
+        def __init__(self) -> None:
+            trt.IProfiler.__init__(self)
+            self._times: dict[str, list[float]] = {}
+
+        def report_layer_time(self, layer_name: str, ms: float) -> None:
+            self._times.setdefault(layer_name, []).append(float(ms))
+
+        def layer_times(self) -> dict[str, float]:
+            """Mean milliseconds per layer over the recorded runs, in execution order."""
+            return {name: sum(v) / len(v) for name, v in self._times.items()}
+
+        def reset(self) -> None:
+            self._times.clear()
+
+    return LayerProfiler()
+
+
 class TensorRTRunner(Runner):
+    """Run a TensorRT engine with its acmix-deploy sidecar.
+
+    Args:
+        path: the engine (``.engine``/``.plan``); its sidecar is ``<path>.json``.
+        device: CUDA device index.
+        cuda_graph: capture the enqueue into a CUDA graph per batch size after one warm-up run
+            (lower launch overhead for small batches). Incompatible with ``profile``.
+        profile: attach an ``IProfiler``; read the results with :meth:`layer_times`.
+    """
+
     backend = "tensorrt"
+    thread_safe = False  # one execution context and one set of buffers
 
-    def __init__(self, path: str | Path, **options) -> None:
+    def __init__(self, path: str | Path, *, device: int = 0, cuda_graph: bool = False, profile: bool = False) -> None:
         super().__init__(path)
-        self.options = options
+        if cuda_graph and profile:
+            raise RunnerError("per-layer profiling and CUDA graphs exclude each other; choose one")
+        self.device, self.cuda_graph, self.profile = device, cuda_graph, profile
+        self.sidecar: dict = {}
+        self._trt = self._torch = None
+        self._engine = self._context = self._stream = self._profiler = None
+        self._buffers: dict[int, tuple[Any, Any]] = {}
+        self._graphs: dict[int, Any] = {}
+        self._bound: int | None = None
 
-    def _load(self):
-        import_tensorrt()
-        raise RunnerError("running TensorRT engines is not implemented yet (tracked in the TensorRT issue)")
+    def _load(self) -> Manifest:
+        trt = import_tensorrt()
+        import torch
 
-    def _infer(self, batch):  # pragma: no cover - unreachable until _load succeeds
-        raise RunnerError("TensorRT runner not loaded")
+        if not torch.cuda.is_available():
+            raise RunnerError("TensorRT engines need a CUDA GPU, and torch sees none")
+        if not self.path.is_file():
+            raise RunnerError(f"{self.path}: no such file")
+        self.sidecar = read_engine_sidecar(self.path)
+        gpu = cuda_device_info(self.device)
+        check_engine_compatibility(self.sidecar, trt.__version__, gpu["name"], gpu["compute_capability"])
+        manifest = manifest_from_sidecar(self.sidecar)
+
+        logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(logger)
+        engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise RunnerError(f"{self.path}: TensorRT could not deserialise the engine (see the log above)")
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or not outputs:
+            raise RunnerError(f"{self.path}: expected one input and an output, found {inputs} -> {outputs}")
+        self.input_name = inputs[0]
+        self.output_name = manifest.output_name if manifest.output_name in outputs else outputs[0]
+        self._in_dtype = _torch_dtype(torch, trt, engine.get_tensor_dtype(self.input_name))
+        self._out_dtype = _torch_dtype(torch, trt, engine.get_tensor_dtype(self.output_name))
+
+        self._context = engine.create_execution_context()
+        if self._context is None:
+            raise RunnerError(f"{self.path}: could not create an execution context (out of GPU memory?)")
+        if self.profile:
+            self._profiler = make_layer_profiler(trt)
+            self._context.profiler = self._profiler
+        self._stream = torch.cuda.Stream(device=self.device)  # enqueueV3 wants a non-default stream
+        self._trt, self._torch, self._engine = trt, torch, engine
+        return manifest
+
+    def _bind(self, n: int):
+        """Set shapes and addresses for batch ``n``; buffers are allocated once per ``n``."""
+        torch = self._torch
+        size = self.manifest.img_size
+        if n not in self._buffers:
+            shape = (n, 3, size, size)
+            if not self._context.set_input_shape(self.input_name, shape):
+                lo, hi = self.batch_limits
+                raise RunnerError(f"batch {n} is outside the engine's profile ({lo}..{hi})")
+            unresolved = self._context.infer_shapes()
+            if unresolved:
+                raise RunnerError(f"TensorRT could not infer the shapes of {list(unresolved)}")
+            out_shape = tuple(self._context.get_tensor_shape(self.output_name))
+            device = torch.device("cuda", self.device)
+            inp = torch.empty(shape, dtype=self._in_dtype, device=device)
+            out = torch.empty(out_shape, dtype=self._out_dtype, device=device)
+            self._buffers[n] = (inp, out)
+            self._bound = None
+        inp, out = self._buffers[n]
+        if self._bound != n:
+            self._context.set_input_shape(self.input_name, tuple(inp.shape))
+            self._context.set_tensor_address(self.input_name, inp.data_ptr())
+            self._context.set_tensor_address(self.output_name, out.data_ptr())
+            self._bound = n
+        return inp, out
+
+    def _enqueue(self) -> None:
+        if not self._context.execute_async_v3(self._stream.cuda_stream):
+            raise RunnerError("TensorRT execution failed (execute_async_v3 returned False)")
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        n = len(batch)
+        with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
+            inp, out = self._bind(n)
+            inp.copy_(torch.from_numpy(batch))
+            if not self.cuda_graph:
+                self._enqueue()
+            elif n in self._graphs:
+                self._graphs[n].replay()
+            else:
+                self._enqueue()  # warm-up: TensorRT finishes lazy initialisation outside the capture
+                self._stream.synchronize()
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
+                    self._enqueue()
+                self._graphs[n] = graph
+                graph.replay()
+            result = out.float().cpu()  # ordered after the enqueue on this stream
+        self._stream.synchronize()
+        return result.numpy()
+
+    def layer_times(self) -> dict[str, float]:
+        """Mean milliseconds per layer since loading (requires ``profile=True``)."""
+        if not self.profile:
+            raise RunnerError("create the runner with profile=True to collect per-layer times")
+        self.activate()
+        return self._profiler.layer_times()
+
+    def _close(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+        self._graphs.clear()
+        self._buffers.clear()
+        self._bound = None
+        self._context = self._engine = self._profiler = self._stream = None
+
+
+def _torch_dtype(torch, trt, dtype):
+    mapping = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+    if hasattr(trt.DataType, "BF16"):
+        mapping[trt.DataType.BF16] = torch.bfloat16
+    if dtype not in mapping:
+        raise RunnerError(f"unsupported engine I/O type {dtype}; export with float32 inputs and outputs")
+    return mapping[dtype]
+
+
+__all__ = [
+    "ENGINE_SIDECAR_FORMAT",
+    "TensorRTRunner",
+    "check_engine_compatibility",
+    "cuda_device_info",
+    "import_tensorrt",
+    "manifest_from_sidecar",
+    "read_engine_sidecar",
+]

@@ -140,3 +140,26 @@ def test_predict_verify_benchmark_profile(small_artifacts, tmp_path):
     assert proc.returncode == 0 and "attention" in proc.stdout and "layer1.0" in proc.stdout, proc.stderr
     assert_one_line_error(run_cli("profile", ckpt), 2, "ONNX")
     assert_one_line_error(run_cli("predict", onnx_path, str(tmp_path / "none.png")), 1, "no such image")
+
+
+def test_tensorrt_and_triton_commands(small_artifacts, tmp_path):
+    onnx_path = str(small_artifacts["onnx"])
+    proc = run_cli("inspect", onnx_path, "--tensorrt")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TensorRT 10 readiness" in proc.stdout and "blocker" not in proc.stdout
+    assert_one_line_error(run_cli("inspect", str(small_artifacts["checkpoint"]), "--tensorrt"), 2, "ONNX")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert_one_line_error(
+            run_cli("build", onnx_path, "-o", str(tmp_path / "m.engine")), 1, "acmix-deploy[tensorrt]"
+        )
+        assert not (tmp_path / "m.engine").exists()
+    assert_one_line_error(run_cli("build", onnx_path, "--fp16", "--int8"), 2, "choose one")
+    repo = tmp_path / "repo"
+    proc = run_cli("triton", onnx_path, "-o", str(repo), "--name", "acmix", "--preferred-batch", "2,4")
+    assert proc.returncode == 0, proc.stderr
+    assert (repo / "acmix" / "1" / "model.onnx").is_file() and "tritonserver --model-repository" in proc.stdout
+    assert run_cli("triton", onnx_path, "-o", str(repo), "--name", "acmix").returncode == 0
+    assert (repo / "acmix" / "2" / "model.onnx").is_file()
+    assert_one_line_error(run_cli("triton", onnx_path, "-o", str(repo), "--kind", "tpu"), 2, "--kind")
