@@ -88,6 +88,36 @@ class TorchRunner(Runner):
             out = self.model(x)
         return out.float().cpu().numpy()
 
+    def infer_phases(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """CUDA only: logits plus host->device, compute and device->host times from CUDA events (ms).
+
+        The same split trtexec reports (H2D / GPU compute / D2H), measured on the runner's stream.
+        """
+        if self.device.type != "cuda":
+            raise RunnerError("phase timing needs a CUDA device")
+        self.activate()
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        with self._call_lock, torch.inference_mode():
+            events[0].record()
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).pin_memory()
+            x = x.to(self.device, non_blocking=True)
+            if self.fp16:
+                x = x.half()
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            events[1].record()
+            out = self.model(x)
+            events[2].record()
+            host = out.float().cpu()
+            events[3].record()
+            events[3].synchronize()
+        phases = {
+            "h2d_ms": events[0].elapsed_time(events[1]),
+            "compute_ms": events[1].elapsed_time(events[2]),
+            "d2h_ms": events[2].elapsed_time(events[3]),
+        }
+        return host.numpy(), phases
+
     def _close(self) -> None:
         self.model = None
         if self.device.type == "cuda":

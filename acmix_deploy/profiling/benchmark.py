@@ -12,6 +12,7 @@ import io
 import json
 import os
 import resource
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class BenchmarkRow:
     throughput: float  # images per second at the median latency
     ratio_vs_first: float  # median latency of the first artifact / this one (>1: faster)
     peak_rss_mb: float
+    cuda_phases_ms: dict | None = None  # median h2d / compute / d2h from CUDA events, when the backend has them
 
     def to_dict(self) -> dict:
         return {
@@ -42,6 +44,7 @@ class BenchmarkRow:
             "throughput_ips": round(self.throughput, 2),
             "speedup_vs_first": round(self.ratio_vs_first, 3),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
+            **({"cuda_phases_ms": self.cuda_phases_ms} if self.cuda_phases_ms else {}),
         }
 
 
@@ -127,7 +130,8 @@ def benchmark(
             elif rounds >= (iterations or 20):
                 break
         stats = [summarize(s) for s in samples]
-        for runner, st in zip(runners, stats, strict=True):
+        phases = [_cuda_phases(runner, x, rounds=min(rounds, 20)) for runner in runners]
+        for runner, st, phase in zip(runners, stats, phases, strict=True):
             result.rows.append(
                 BenchmarkRow(
                     artifact=runner.describe(),
@@ -137,9 +141,20 @@ def benchmark(
                     throughput=batch / (st.p50 / 1000.0),
                     ratio_vs_first=stats[0].p50 / st.p50,
                     peak_rss_mb=_peak_rss_mb(),
+                    cuda_phases_ms=phase,
                 )
             )
     return result
+
+
+def _cuda_phases(runner, x: np.ndarray, rounds: int) -> dict | None:
+    """Median CUDA-event split of one inference, for runners that expose ``infer_phases`` on a GPU."""
+    infer_phases = getattr(runner, "infer_phases", None)
+    device = getattr(runner, "device", None)
+    if infer_phases is None or getattr(device, "type", None) != "cuda":
+        return None
+    samples = [infer_phases(x)[1] for _ in range(max(rounds, 1))]
+    return {key: round(statistics.median(s[key] for s in samples), 4) for key in samples[0]}
 
 
 def plot(result: BenchmarkResult, path: str | Path) -> Path:

@@ -110,3 +110,20 @@ def test_runtimes_import_no_heavy_backend():
     code = "import sys, runtimes; print(any(m in sys.modules for m in ('onnxruntime', 'tensorrt')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_cuda_runner_with_phase_timing(small_artifacts):
+    from acmix_deploy.profiling.benchmark import benchmark
+
+    x = batch_of(2)
+    with (
+        open_runner(small_artifacts["checkpoint"], img_size=64) as cpu,
+        open_runner(small_artifacts["checkpoint"], img_size=64, device="cuda") as gpu,
+    ):
+        assert np.abs(cpu.infer(x) - gpu.infer(x)).max() < 1e-3
+        out, phases = gpu.infer_phases(x)
+        assert out.shape == (2, 10) and set(phases) == {"h2d_ms", "compute_ms", "d2h_ms"}
+        result = benchmark([gpu], batches=[1, 4], warmup=1, iterations=3)
+        assert all(row.cuda_phases_ms for row in result.rows)
