@@ -225,6 +225,8 @@ def export(
         raise fail(f"--batch must be >= 1, got {batch}", 2)
     if max_batch < 1:
         raise fail(f"--max-batch must be >= 1, got {max_batch}", 2)
+    if opset < 17:
+        raise fail(f"--opset must be >= 17 (LayerNormalization), got {opset}", 2)
     if fmt not in ("onnx", "engine", "all"):
         raise fail(f"--format must be onnx, engine or all, got {fmt!r}", 2)
     if fmt != "onnx":
@@ -302,6 +304,13 @@ def _csv_ints(text: str, option: str) -> list[int]:
     return values
 
 
+def _check_backend(backend: str | None) -> None:
+    from runtimes import BACKENDS
+
+    if backend is not None and backend not in BACKENDS:
+        raise fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}", 2)
+
+
 def _runner_options(threads: int, no_rewrite: bool, img_size: int | None, backend: str | None, path: Path) -> dict:
     from runtimes import backend_for
 
@@ -327,6 +336,7 @@ def predict(
 
     if top_k < 1:
         raise fail(f"--top-k must be >= 1, got {top_k}", 2)
+    _check_backend(backend)
     if not artifact.exists():
         raise fail(f"{artifact}: no such file")
     with Predictor.load(artifact, backend=backend, labels=labels) as predictor:
@@ -430,6 +440,9 @@ def benchmark(
             raise fail(f"{path}: no such file")
     if concurrency < 0 or requests < 1:
         raise fail("--concurrency must be >= 0 and --requests >= 1", 2)
+    if threads < 0:
+        raise fail(f"--threads must be >= 0, got {threads}", 2)
+    _check_backend(backend)
     runners = [open_runner(p, backend, **_runner_options(threads, no_rewrite, None, backend, p)) for p in artifacts]
     concurrent = []
     try:

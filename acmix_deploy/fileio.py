@@ -36,13 +36,40 @@ def check_writable(path: str | Path, *, force: bool) -> Path:
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Delete temporaries that killed writers of ``path`` left behind (their process no longer exists).
+
+    A SIGKILL gives a writer no chance to clean up; the temporary is hidden and never replaces the
+    destination, but it would otherwise stay forever. Temporaries of live writers are kept.
+    """
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.partial"):
+        parts = tmp.name[len(path.name) + 2 :].split(".")
+        if parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it into place, on failure delete it."""
     path = check_writable(path, force=force)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        remove_stale_partials(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent)
     except OSError as exc:
         raise AcmixDeployError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)

@@ -23,7 +23,11 @@ def read_labels(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise AcmixDeployError(f"{path}: labels file not found")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise AcmixDeployError(f"{path}: labels file is not UTF-8 text") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def labels_for(num_classes: int, labels: list[str] | None = None) -> list[str]:

@@ -92,6 +92,8 @@ class Manifest:
             manifest = cls(preprocessing=pre, **fields)
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"malformed manifest ({exc})") from None
+        if not all(type(v) is int for v in (manifest.img_size, manifest.num_classes)):
+            raise ManifestError("manifest img_size and num_classes must be integers")
         if manifest.img_size <= 0 or manifest.num_classes <= 0:
             raise ManifestError("manifest has a non-positive img_size or num_classes")
         return manifest
@@ -102,6 +104,8 @@ class Manifest:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise ManifestError(f"manifest is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ManifestError("manifest is not valid JSON (nested too deeply)") from None
 
 
 def sidecar_path(artifact: str | Path) -> Path:

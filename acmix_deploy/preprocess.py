@@ -18,6 +18,7 @@ from .errors import AcmixDeployError
 from .manifest import Preprocessing
 
 MAX_PIXELS = 100_000_000  # refuse decompression bombs before decoding them
+MAX_RESIZED_PIXELS = 16_000_000  # beyond this, resize only the crop window (see resize_center_crop)
 _INTERPOLATION = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
@@ -47,7 +48,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
-    return img.convert("RGB")
+    try:
+        return img.convert("RGB")
+    except ValueError as exc:
+        raise ImageError(f"cannot convert a {img.mode} image to RGB ({exc})") from None
 
 
 def resize_center_crop(img: Image.Image, pre: Preprocessing) -> Image.Image:
@@ -59,15 +63,23 @@ def resize_center_crop(img: Image.Image, pre: Preprocessing) -> Image.Image:
         new_w, new_h = pre.resize, int(pre.resize * h / w)
     else:
         new_w, new_h = int(pre.resize * w / h), pre.resize
-    img = img.resize((max(new_w, 1), max(new_h, 1)), _INTERPOLATION.get(pre.interpolation, Image.Resampling.BILINEAR))
-    w, h = img.size
+    new_w, new_h = max(new_w, 1), max(new_h, 1)
+    method = _INTERPOLATION.get(pre.interpolation, Image.Resampling.BILINEAR)
     crop = pre.crop
-    if w < crop or h < crop:  # as torchvision: pad with zeros when the image is smaller than the crop
+    if new_w * new_h > MAX_RESIZED_PIXELS and new_w >= crop and new_h >= crop:
+        # Pathological aspect ratios (a 40000x1 strip resizes to ~3M x 73 px): resample only the crop
+        # window, bounding memory by the crop. PIL's box resampling can differ from resize-then-crop
+        # by a grey level or so, which is why ordinary images take the exact path below.
+        left, top = round((new_w - crop) / 2.0), round((new_h - crop) / 2.0)
+        sx, sy = w / new_w, h / new_h
+        return img.resize((crop, crop), method, box=(left * sx, top * sy, (left + crop) * sx, (top + crop) * sy))
+    img = img.resize((new_w, new_h), method)
+    w, h = img.size
+    if w < crop or h < crop:  # as torchvision: pad with zeros when the resized image is smaller than the crop
         canvas = Image.new("RGB", (max(w, crop), max(h, crop)))
         canvas.paste(img, ((max(w, crop) - w) // 2, (max(h, crop) - h) // 2))
         img, (w, h) = canvas, canvas.size
-    top = round((h - crop) / 2.0)
-    left = round((w - crop) / 2.0)
+    top, left = round((h - crop) / 2.0), round((w - crop) / 2.0)
     return img.crop((left, top, left + crop, top + crop))
 
 

@@ -228,7 +228,10 @@ def write_triton_repository(
         raise TritonError(f"{model_dir}: the existing config has other inputs/outputs/platform; use another --name")
     versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
     version = max(versions, default=0) + 1
-    model_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TritonError(f"cannot write {model_dir}: {exc.strerror or exc}") from None
     # Stage the version directory next to its destination, then rename it into place in one step.
     with tempfile.TemporaryDirectory(prefix=f".{version}.", dir=model_dir) as staging:
         staged = Path(staging) / str(version)

@@ -93,10 +93,14 @@ def detect_spec(state_dict: Mapping[str, torch.Tensor]) -> ModelSpec:
         CheckpointError: the tensors are not those of an ACmix model we know.
     """
     sd = strip_prefixes(state_dict)
-    if "layer1.0.conv2.rate1" in sd and "conv1.weight" in sd:
-        return _detect_resnet(sd)
-    if "patch_embed.proj.weight" in sd and any(k.endswith("attn.rate1") for k in sd):
-        return _detect_swin(sd)
+    try:
+        if "layer1.0.conv2.rate1" in sd and "conv1.weight" in sd:
+            return _detect_resnet(sd)
+        if "patch_embed.proj.weight" in sd and any(k.endswith("attn.rate1") for k in sd):
+            return _detect_swin(sd)
+    except (IndexError, ValueError, TypeError, ZeroDivisionError) as exc:
+        # A tensor of the wrong rank: the names say ACmix, the shapes do not.
+        raise CheckpointError(f"tensor shapes do not fit an ACmix model ({type(exc).__name__}: {exc})") from None
     if "layer1.0.conv2.weight" in sd or "patch_embed.proj.weight" in sd:
         kind = "ResNet" if "layer1.0.conv2.weight" in sd else "Swin Transformer"
         raise CheckpointError(f"this is a plain {kind} checkpoint, not ACmix (no ACmix rate1/rate2 parameters)")

@@ -54,6 +54,8 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: safetensors __metadata__ is not a JSON object")
     body = memoryview(data)[8 + n :]
     tensors: dict[str, torch.Tensor] = {}
     for name, info in header.items():
@@ -63,6 +65,8 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             begin, end = (int(o) for o in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: malformed safetensors entry for {name!r}") from None
+        if any(s < 0 for s in shape):
+            raise CheckpointError(f"{path}: negative dimension in safetensors entry {name!r}")
         numel = 1
         for s in shape:
             numel *= s
