@@ -15,15 +15,18 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
+# The main job on ONNX Runtime (CPU): a trained ACmix-ResNet checkpoint (shipped, official layout) is
+# exported with validation, evaluated on held-out digits, used to predict, verified and benchmarked.
+DEMO_CKPT := acmix_deploy/data/demo/digits_acmix_resnet26.pth
 demo: $(BIN)/.installed
 	$(BIN)/acmix-deploy models
-	$(BIN)/acmix-deploy init acmix_resnet26 -o $(DEMO_DIR)/acmix_resnet26.pth --force
-	$(BIN)/acmix-deploy inspect $(DEMO_DIR)/acmix_resnet26.pth
-	$(BIN)/acmix-deploy export $(DEMO_DIR)/acmix_resnet26.pth -o $(DEMO_DIR) --force
-	$(BIN)/python -c "from PIL import Image; Image.radial_gradient('L').convert('RGB').resize((320, 240)).save('$(DEMO_DIR)/demo.png')"
-	$(BIN)/acmix-deploy predict $(DEMO_DIR)/acmix_resnet26.onnx $(DEMO_DIR)/demo.png --top-k 3
-	$(BIN)/acmix-deploy verify $(DEMO_DIR)/acmix_resnet26.pth $(DEMO_DIR)/acmix_resnet26.onnx --no-rewrite
-	$(BIN)/acmix-deploy benchmark $(DEMO_DIR)/acmix_resnet26.onnx $(DEMO_DIR)/acmix_resnet26.pth --batch 1 --iters 5 --force --json $(DEMO_DIR)/benchmark.json
+	$(BIN)/acmix-deploy inspect $(DEMO_CKPT)
+	$(BIN)/python -c "from acmix_deploy.datasets import write_digits_folder; write_digits_folder('$(DEMO_DIR)/digits-test')"
+	$(BIN)/acmix-deploy export $(DEMO_CKPT) -o $(DEMO_DIR) --name digits_r26 --img-size 64 --force
+	$(BIN)/acmix-deploy evaluate $(DEMO_DIR)/digits_r26.onnx --data $(DEMO_DIR)/digits-test
+	$(BIN)/acmix-deploy predict $(DEMO_DIR)/digits_r26.onnx $$(ls -d $(DEMO_DIR)/digits-test/7/*.png | head -2) --top-k 2
+	$(BIN)/acmix-deploy verify $(DEMO_CKPT) $(DEMO_DIR)/digits_r26.onnx --no-rewrite
+	$(BIN)/acmix-deploy benchmark $(DEMO_DIR)/digits_r26.onnx $(DEMO_CKPT) --batch 1,8 --iters 10 --force --json $(DEMO_DIR)/benchmark.json
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

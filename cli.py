@@ -311,6 +311,23 @@ def _check_backend(backend: str | None) -> None:
         raise fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}", 2)
 
 
+def _shared_img_size(paths: list[Path], backend: str | None, img_size: int | None) -> int | None:
+    """The input size checkpoints should run at: --img-size, else that of the first non-checkpoint artifact.
+
+    An ACmix-ResNet checkpoint records no input size (it runs at any), so comparing it with a 64 px
+    ONNX means running it at 64 px.
+    """
+    if img_size:
+        return img_size
+    from runtimes import backend_for, open_runner
+
+    for path in paths:
+        if (backend or backend_for(path)) != "torch":
+            with open_runner(path, backend) as runner:
+                return runner.manifest.img_size
+    return None
+
+
 def _runner_options(threads: int, no_rewrite: bool, img_size: int | None, backend: str | None, path: Path) -> dict:
     from runtimes import backend_for
 
@@ -364,6 +381,7 @@ def verify(
     rtol: Annotated[float, typer.Option(help="Max |diff| allowed, relative to max(1, max|reference|).")] = 1e-4,
     min_cosine: Annotated[float, typer.Option(help="Minimum cosine similarity per sample.")] = 0.99999,
     no_rewrite: Annotated[bool, typer.Option("--no-rewrite", help="Checkpoints run the reference model.")] = False,
+    img_size: Annotated[int | None, typer.Option(help="Input size for ACmix-ResNet checkpoints.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Run the same inputs through every artifact and compare each with the first (like polygraphy run)."""
@@ -378,7 +396,8 @@ def verify(
     for path in artifacts:
         if not path.exists():
             raise fail(f"{path}: no such file")
-    runners = [open_runner(p, **_runner_options(0, no_rewrite, None, None, p)).activate() for p in artifacts]
+    size = _shared_img_size(artifacts, None, img_size)
+    runners = [open_runner(p, **_runner_options(0, no_rewrite, size, None, p)).activate() for p in artifacts]
     sizes = {r.manifest.img_size for r in runners}
     if len(sizes) != 1:
         raise fail(f"artifacts disagree on the input size: {sorted(sizes)}")
@@ -414,6 +433,7 @@ def benchmark(
     seconds: Annotated[float | None, typer.Option(help="Time per batch size instead of --iters.")] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads (0: default).")] = 0,
     no_rewrite: Annotated[bool, typer.Option("--no-rewrite", help="Checkpoints run the reference model.")] = False,
+    img_size: Annotated[int | None, typer.Option(help="Input size for ACmix-ResNet checkpoints.")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV.")] = None,
     plot_file: Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot.")] = None,
@@ -443,7 +463,8 @@ def benchmark(
     if threads < 0:
         raise fail(f"--threads must be >= 0, got {threads}", 2)
     _check_backend(backend)
-    runners = [open_runner(p, backend, **_runner_options(threads, no_rewrite, None, backend, p)) for p in artifacts]
+    size = _shared_img_size(artifacts, backend, img_size)
+    runners = [open_runner(p, backend, **_runner_options(threads, no_rewrite, size, backend, p)) for p in artifacts]
     concurrent = []
     try:
         result = run_benchmark(runners, batches=batches, warmup=warmup, iterations=iters, seconds=seconds)
@@ -580,6 +601,51 @@ def build(
         progress=lambda stage, message: typer.echo(f"{stage:<9} {message}"),
     )
     typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+
+
+@app.command()
+def evaluate(
+    artifact: Annotated[Path, typer.Argument(help="Checkpoint, ONNX model or engine.")],
+    data: Annotated[Path, typer.Option("--data", help="Image folder: one sub-folder per class (ImageNet val layout).")],
+    top_k: Annotated[str, typer.Option("--top-k", help="Comma-separated k values, e.g. 1,5.")] = "1,5",
+    backend: Annotated[str | None, typer.Option(help="torch | onnxruntime | tensorrt (default: by suffix).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per inference call.")] = 32,
+    img_size: Annotated[int | None, typer.Option(help="Input size for ACmix-ResNet checkpoints (default 224).")] = None,
+    classes: Annotated[Path | None, typer.Option(help="Labels file naming the model's classes in index order.")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the JSON file.")] = False,
+) -> None:
+    """Top-k accuracy of any artifact on an image folder, with the artifact's own preprocessing."""
+    from acmix_deploy.evaluate import evaluate as run_evaluate
+    from acmix_deploy.evaluate import format_report
+    from acmix_deploy.fileio import atomic_write_text, check_writable
+
+    ks = _csv_ints(top_k, "--top-k")
+    _check_backend(backend)
+    if batch_size < 1:
+        raise fail(f"--batch-size must be >= 1, got {batch_size}", 2)
+    if not artifact.exists():
+        raise fail(f"{artifact}: no such file")
+    if json_file:
+        check_writable(json_file, force=force)
+    opts = {"img_size": img_size} if img_size else {}
+
+    def progress(done: int, total: int) -> None:
+        typer.echo(f"\r{done}/{total} images", nl=done >= total, err=True)
+
+    report = run_evaluate(
+        artifact,
+        data,
+        top_k=tuple(ks),
+        backend=backend,
+        batch_size=batch_size,
+        class_names=classes,
+        progress=progress,
+        **opts,
+    )
+    typer.echo(format_report(report))
+    if json_file:
+        atomic_write_text(json_file, json.dumps(report.to_dict(), indent=2, default=str) + "\n", force=force)
 
 
 def main() -> None:

@@ -22,18 +22,25 @@ from .predictor import Prediction, Predictor, softmax
 class BatchingPredictor:
     """Wrap a :class:`Predictor`; ``infer``/``predict`` may be called from many threads at once."""
 
-    def __init__(self, predictor: Predictor, max_batch_size: int | None = None, max_delay_ms: float = 2.0) -> None:
+    def __init__(
+        self, predictor: Predictor, max_batch_size: int | None = None, max_delay_ms: float = 2.0, workers: int = 1
+    ) -> None:
         limit = predictor.runner.batch_limits[1]
         self.predictor = predictor
         self.max_batch_size = min(max_batch_size or limit, limit)
-        if self.max_batch_size < 1 or max_delay_ms < 0:
-            raise AcmixDeployError("max_batch_size must be >= 1 and max_delay_ms >= 0")
+        if self.max_batch_size < 1 or max_delay_ms < 0 or workers < 1:
+            raise AcmixDeployError("max_batch_size and workers must be >= 1 and max_delay_ms >= 0")
         self.max_delay = max_delay_ms / 1000.0
         self._queue: queue.Queue = queue.Queue()
         self._closed = threading.Event()
         self.batches_run = 0
-        self._worker = threading.Thread(target=self._loop, name="acmix-batcher", daemon=True)
-        self._worker.start()
+        self._count_lock = threading.Lock()
+        # Several workers keep a CPU busy while one batch runs (ONNX Runtime runs concurrent calls in parallel).
+        self._workers = [
+            threading.Thread(target=self._loop, name=f"acmix-batcher-{i}", daemon=True) for i in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     def infer(self, array: np.ndarray) -> np.ndarray:
         """Logits for a preprocessed (N, 3, H, W) batch, computed together with other callers' rows."""
@@ -75,7 +82,8 @@ class BatchingPredictor:
             for _, future in pending:
                 future.set_exception(exc)
             return
-        self.batches_run += 1
+        with self._count_lock:
+            self.batches_run += 1
         start = 0
         for x, future in pending:
             future.set_result(logits[start : start + len(x)])
@@ -83,7 +91,8 @@ class BatchingPredictor:
 
     def close(self) -> None:
         self._closed.set()
-        self._worker.join(timeout=5)
+        for worker in self._workers:
+            worker.join(timeout=5)
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
             future.set_exception(AcmixDeployError("BatchingPredictor closed"))

@@ -226,7 +226,13 @@ class ConcurrencyResult:
 
 
 def concurrency_benchmark(
-    predictor, *, threads: int = 8, requests_per_thread: int = 20, max_delay_ms: float = 2.0, seed: int = 0
+    predictor,
+    *,
+    threads: int = 8,
+    requests_per_thread: int = 20,
+    max_delay_ms: float = 2.0,
+    workers: int = 2,
+    seed: int = 0,
 ) -> ConcurrencyResult:
     """Many threads sending single images: plain Predictor vs BatchingPredictor, same inputs."""
     import threading
@@ -256,7 +262,7 @@ def concurrency_benchmark(
         return threads * requests_per_thread / (time.perf_counter() - t0), same[0]
 
     unbatched, same_a = drive(predictor.infer)
-    with BatchingPredictor(predictor, max_delay_ms=max_delay_ms) as batcher:
+    with BatchingPredictor(predictor, max_delay_ms=max_delay_ms, workers=workers) as batcher:
         batched, same_b = drive(batcher.infer)
         batches = batcher.batches_run
     return ConcurrencyResult(

@@ -1,0 +1,275 @@
+"""Accuracy of any artifact (checkpoint, ONNX, engine) on an image folder, one sub-folder per class.
+
+The folder layout is ImageNet's validation layout as torchvision's ``ImageFolder`` reads it:
+``root/<class>/<image>``, class index = position of the folder name in sorted order (or in a
+``class_names`` list given instead), images found recursively under each class folder with the
+usual extensions. Images go through the artifact's own preprocessing (its manifest) and backend,
+exactly as :class:`acmix_deploy.Predictor` serves them.
+
+Differences from ``ImageFolder``: folders and files whose names start with ``.`` are skipped
+(``.ipynb_checkpoints`` and the like), and a class folder without images is allowed (its class
+keeps its index and is reported with zero images).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AcmixDeployError
+from .labels import read_labels
+from .predictor import Predictor, softmax
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+Progress = Callable[[int, int], None]
+
+
+class EvaluationError(AcmixDeployError):
+    """The evaluation data is missing, empty, or does not fit the model."""
+
+
+@dataclass
+class ImageFolderIndex:
+    """The images of a class-per-folder tree: ``samples[i] = (path, class index)``."""
+
+    root: Path
+    classes: list[str]
+    samples: list[tuple[Path, int]]
+
+
+@dataclass
+class EvalReport:
+    """What :func:`evaluate` measured. Accuracies are fractions in [0, 1]."""
+
+    artifact: str
+    backend: str
+    data_dir: str
+    classes: list[str]
+    num_images: int
+    top_k: tuple[int, ...]
+    correct: dict[int, int]  # k -> images whose label is among the top k
+    per_class_total: list[int]  # images per class, in class index order
+    per_class_correct: dict[int, list[int]]  # k -> per-class counts of top-k hits
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list, repr=False)  # every image, in evaluation order
+    predictions: list[int] = field(default_factory=list, repr=False)  # top-1 class index per image
+    labels: list[int] = field(default_factory=list, repr=False)  # true class index per image
+
+    @property
+    def accuracy(self) -> dict[int, float]:
+        """Top-k accuracy per k, as a fraction."""
+        return {k: self.correct[k] / self.num_images for k in self.top_k}
+
+    @property
+    def top1(self) -> float:
+        """Top-1 accuracy as a fraction (1 is always evaluated)."""
+        return self.correct[1] / self.num_images
+
+    def per_class_accuracy(self, k: int = 1) -> list[float | None]:
+        """Top-k accuracy of each class (``None`` for a class with no images)."""
+        return [c / t if t else None for c, t in zip(self.per_class_correct[k], self.per_class_total, strict=True)]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data (accuracies in percent; per-image results left out)."""
+        return {
+            "artifact": self.artifact,
+            "backend": self.backend,
+            "data_dir": self.data_dir,
+            "num_images": self.num_images,
+            "num_classes": len(self.classes),
+            "top_k": list(self.top_k),
+            "accuracy_percent": {f"top{k}": round(100.0 * v, 4) for k, v in self.accuracy.items()},
+            "correct": {f"top{k}": v for k, v in self.correct.items()},
+            "per_class": [
+                {"class": name, "index": i, "images": self.per_class_total[i]}
+                | {f"top{k}_correct": self.per_class_correct[k][i] for k in self.top_k}
+                for i, name in enumerate(self.classes)
+            ],
+            "seconds": round(self.seconds, 3),
+            "notes": list(self.notes),
+        }
+
+
+def index_image_folder(root: str | Path, class_names: Sequence[str] | None = None) -> ImageFolderIndex:
+    """List the images under ``root/<class>/``; class index = sorted folder order or ``class_names`` order.
+
+    Raises:
+        EvaluationError: ``root`` missing or not a directory, no class folders, no images, folders
+            not in ``class_names``, or duplicate names in ``class_names``.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise EvaluationError(f"{root}: no such directory")
+    if not root.is_dir():
+        raise EvaluationError(f"{root}: not a directory (expected one sub-folder per class)")
+    folders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    if class_names is None:
+        classes = folders
+    else:
+        classes = [str(name) for name in class_names]
+        if len(set(classes)) != len(classes):
+            raise EvaluationError("class_names contains duplicate names")
+        unknown = sorted(set(folders) - set(classes))
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise EvaluationError(f"{root}: {len(unknown)} folder(s) not in class_names: {shown}")
+    if not classes:
+        raise EvaluationError(f"{root}: no class folders (expected {root}/<class>/<image> files)")
+    samples: list[tuple[Path, int]] = []
+    for index, name in enumerate(classes):
+        folder = root / name
+        if folder.is_dir():
+            samples += [(path, index) for path in _images_under(folder)]
+    if not samples:
+        raise EvaluationError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+    return ImageFolderIndex(root, classes, samples)
+
+
+def _images_under(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [
+            Path(dirpath) / name
+            for name in sorted(filenames)
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    return found
+
+
+def evaluate(
+    artifact: str | Path | Predictor,
+    data_dir: str | Path,
+    *,
+    top_k: Sequence[int] = (1, 5),
+    backend: str | None = None,
+    batch_size: int = 32,
+    class_names: Sequence[str] | str | Path | None = None,
+    progress: Progress | None = None,
+    **runner_opts,
+) -> EvalReport:
+    """Top-k accuracy of ``artifact`` on the class-per-folder images under ``data_dir``.
+
+    Args:
+        artifact: a checkpoint, ONNX file or engine (opened with :meth:`Predictor.load`), or an open
+            :class:`Predictor` (left open).
+        data_dir: ``data_dir/<class>/<image>``; class index = sorted folder names (ImageFolder order).
+        top_k: the k values to report; 1 is always included; k above the class count is dropped (noted).
+        backend: force a backend (``torch``, ``onnxruntime``, ``tensorrt``); default: from the suffix.
+        batch_size: images decoded, preprocessed and run per step.
+        class_names: folder names in class index order (a list, or a labels file with one per line),
+            for folders whose sorted order is not the model's class order.
+        progress: ``callback(done, total)`` after each batch (and once with ``done=0``).
+        **runner_opts: backend options (``img_size=64`` for an ACmix-ResNet checkpoint not at 224 px,
+            ``threads``, ``device``, ``rewrite``, ...).
+
+    Raises:
+        EvaluationError: bad folder, or its class count differs from the model's.
+        ImageError, RunnerError, CheckpointError: unreadable image or artifact.
+    """
+    if batch_size < 1:
+        raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
+    ks = sorted({1, *(int(k) for k in top_k)})
+    if ks[0] < 1:
+        raise EvaluationError(f"top_k values must be >= 1, got {list(top_k)}")
+    names = read_labels(class_names) if isinstance(class_names, str | Path) else class_names
+    index = index_image_folder(data_dir, names)  # cheap checks before loading the model
+
+    owned = not isinstance(artifact, Predictor)
+    predictor = Predictor.load(artifact, backend=backend, **runner_opts) if owned else artifact
+    try:
+        return _run(predictor, index, ks, batch_size, progress)
+    finally:
+        if owned:
+            predictor.close()
+
+
+def _run(
+    predictor: Predictor, index: ImageFolderIndex, ks: list[int], batch_size: int, progress: Progress | None
+) -> EvalReport:
+    num_classes = predictor.manifest.num_classes
+    n_cls = len(index.classes)
+    if n_cls != num_classes:
+        raise EvaluationError(
+            f"{index.root} has {n_cls} class folders but the model has {num_classes} classes"
+            + ("" if n_cls > num_classes else "; pass class_names (all the model's classes, in index order)")
+        )
+    total = len(index.samples)
+    labels = np.fromiter((label for _, label in index.samples), dtype=np.int64, count=total)
+    per_class_total = np.bincount(labels, minlength=n_cls).tolist()
+    notes = [f"top-{k} dropped: the model has only {num_classes} classes" for k in ks if k > num_classes]
+    ks = [k for k in ks if k <= num_classes]
+    empty = [name for name, count in zip(index.classes, per_class_total, strict=True) if count == 0]
+    if empty:
+        notes.append(f"{len(empty)} class(es) without images: {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
+    hits = {k: np.zeros(total, dtype=bool) for k in ks}
+    top1 = np.zeros(total, dtype=np.int64)
+    kmax = max(ks)
+    if progress:
+        progress(0, total)
+    t0 = time.perf_counter()
+    for start in range(0, total, batch_size):
+        chunk = index.samples[start : start + batch_size]
+        probs = softmax(predictor.infer(predictor.preprocess([path for path, _ in chunk])))
+        # The same ranking as Predictor.predict: stable argsort of the probabilities.
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :kmax]
+        truth = labels[start : start + len(chunk), None]
+        top1[start : start + len(chunk)] = order[:, 0]
+        for k in ks:
+            hits[k][start : start + len(chunk)] = (order[:, :k] == truth).any(axis=1)
+        if progress:
+            progress(start + len(chunk), total)
+    seconds = time.perf_counter() - t0
+
+    runner = predictor.runner
+    return EvalReport(
+        artifact=str(runner.path),
+        backend=runner.backend,
+        data_dir=str(index.root),
+        classes=list(index.classes),
+        num_images=total,
+        top_k=tuple(ks),
+        correct={k: int(hits[k].sum()) for k in ks},
+        per_class_total=per_class_total,
+        per_class_correct={k: np.bincount(labels, weights=hits[k], minlength=n_cls).astype(int).tolist() for k in ks},
+        seconds=seconds,
+        notes=notes,
+        paths=[str(path) for path, _ in index.samples],
+        predictions=top1.tolist(),
+        labels=labels.tolist(),
+    )
+
+
+def format_report(report: EvalReport, *, max_classes: int = 20) -> str:
+    """A plain-text summary: accuracies, counts, time, and per-class top-1 (all classes when at most
+    ``max_classes``, else the five worst)."""
+    n = report.num_images
+    rate = n / report.seconds if report.seconds > 0 else float("inf")
+    lines = [
+        f"artifact    {report.artifact}  [{report.backend}]",
+        f"data        {report.data_dir}  ({n} images, {len(report.classes)} classes)",
+    ]
+    for k in report.top_k:
+        lines.append(f"{f'top-{k}':<12}{100.0 * report.correct[k] / n:6.2f}%  ({report.correct[k]}/{n})")
+    lines.append(f"time        {report.seconds:.1f} s  ({rate:.1f} images/s)")
+    rows = [
+        (i, name, report.per_class_correct[1][i], report.per_class_total[i])
+        for i, name in enumerate(report.classes)
+        if report.per_class_total[i]
+    ]
+    if len(report.classes) > max_classes:
+        rows = sorted(rows, key=lambda r: (r[2] / r[3], r[0]))[:5]
+        lines.append("worst classes (top-1):")
+    else:
+        lines.append("per class (top-1):")
+    width = max((len(r[1]) for r in rows), default=5)
+    lines += [f"  {name:<{width}}  {100.0 * c / t:6.2f}%  ({c}/{t})" for _, name, c, t in rows]
+    lines += [f"note        {note}" for note in report.notes]
+    return "\n".join(lines)
