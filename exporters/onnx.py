@@ -19,7 +19,6 @@ import copy
 import datetime as _dt
 import io
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from acmix_deploy.fileio import atomic_output, atomic_write_text, check_writable
 from acmix_deploy.manifest import MANIFEST_KEY, Manifest, Preprocessing, sidecar_path
 from acmix_deploy.models import family_of, match_variant
 from acmix_deploy.models.input_size import check_input_size
+from acmix_deploy.profiling.interleaved import time_interleaved
 from acmix_deploy.rewrite import to_deploy
 
 from .graph import TWO_GB, check_and_infer, float64_tensors, op_histogram, optimize_graph
@@ -322,18 +322,12 @@ def _latency_side_by_side(reference: nn.Module, session, size: int, batch: int, 
     """Median ms of the torch reference and the ONNX model, interleaved so drift hits both alike."""
     x = random_inputs(batch, size, seed=7)
     xt = torch.from_numpy(x)
-    times: dict[str, list[float]] = {"torch_reference": [], "onnxruntime": []}
     with torch.no_grad():
-        reference(xt)
-        session.run(None, {"input": x})
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            reference(xt)
-            times["torch_reference"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            session.run(None, {"input": x})
-            times["onnxruntime"].append(time.perf_counter() - t0)
-    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+        stats = time_interleaved(
+            {"torch_reference": lambda: reference(xt), "onnxruntime": lambda: session.run(None, {"input": x})},
+            rounds=rounds,
+        )
+    return {name: st.p50 for name, st in stats.items()}
 
 
 __all__ = ["DEFAULT_OPSET", "ExportError", "ExportReport", "ParityError", "Tolerance", "export_onnx", "ort_session"]
