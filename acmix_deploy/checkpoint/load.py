@@ -1,11 +1,11 @@
 """Read checkpoints safely, find the weights inside, and load them into the right model.
 
-Checkpoints are untrusted input. Torch pickles are read with torch's ``weights_only``
-unpickler, which builds tensors and plain containers and refuses every other global, so no
-code in the file runs. The one non-tensor object official checkpoints carry, the Swin
-training config (a pickled ``yacs.config.CfgNode``), is mapped to a plain dict subclass for
-the duration of the load: it is read as data, and yacs need not be installed. Full
-unpickling is available only through ``trust_pickle=True``.
+Checkpoints are untrusted input. Torch pickles are read by ``torch.load`` with our
+:mod:`restricted_pickle` module, which builds tensors and plain containers and refuses every
+other global before it is called, so no code in the file runs. The one non-tensor object
+official checkpoints carry, the Swin training config (a pickled ``yacs.config.CfgNode``), is
+rebuilt as a plain dict: it is read as data, and yacs need not be installed. Full unpickling
+is available only through ``trust_pickle=True``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ RECOMPUTED_BUFFERS = ("relative_position_index", "attn_mask")
 
 
 def _plain(value):
+    """Metadata as JSON-friendly values (for inspect and manifests); tensors become numbers or shapes."""
     if isinstance(value, PickledConfig):
         attrs = {k: v for k, v in value.__dict__.items() if not k.startswith("__")}
         return {str(k): _plain(v) for k, v in {**attrs, **value}.items()}
