@@ -212,6 +212,11 @@ def export(
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow arbitrary unpickling (runs code).")
     ] = False,
+    precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8 (also writes NAME.<precision>.onnx).")] = "fp32",
+    calib: Annotated[Path | None, typer.Option(help="int8: calibration images (folder).")] = None,
+    calib_samples: Annotated[int, typer.Option(help="int8: calibration images to use.")] = 256,
+    calib_method: Annotated[str, typer.Option(help="int8: minmax | entropy | percentile.")] = "minmax",
+    int8_target: Annotated[str, typer.Option(help="int8: cpu (U8S8, ORT) | tensorrt (symmetric S8 Q/DQ).")] = "cpu",
     fmt: Annotated[str, typer.Option("--format", help="onnx | engine | all (engine needs TensorRT).")] = "onnx",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -227,6 +232,14 @@ def export(
         raise fail(f"--max-batch must be >= 1, got {max_batch}", 2)
     if opset < 17:
         raise fail(f"--opset must be >= 17 (LayerNormalization), got {opset}", 2)
+    if precision not in ("fp32", "fp16", "int8"):
+        raise fail(f"--precision must be fp32, fp16 or int8, got {precision!r}", 2)
+    if precision == "int8" and calib is None:
+        raise fail("--precision int8 needs --calib DIR (calibration images)", 2)
+    if calib_method not in ("minmax", "entropy", "percentile") or int8_target not in ("cpu", "tensorrt"):
+        raise fail("--calib-method must be minmax|entropy|percentile and --int8-target cpu|tensorrt", 2)
+    if calib_samples < 1:
+        raise fail(f"--calib-samples must be >= 1, got {calib_samples}", 2)
     if fmt not in ("onnx", "engine", "all"):
         raise fail(f"--format must be onnx, engine or all, got {fmt!r}", 2)
     if fmt != "onnx":
@@ -256,11 +269,32 @@ def export(
         trust_pickle=trust_pickle,
         progress=progress,
     )
+    variant_note = ""
+    engine_source = report.path
+    if precision != "fp32":
+        from exporters.precision import to_fp16, to_int8
+
+        variant = report.path.with_name(f"{report.path.stem}.{precision}.onnx")
+        if precision == "fp16":
+            result = to_fp16(report.path, variant, force=force)
+        else:
+            result = to_int8(
+                report.path,
+                variant,
+                calibration=calib,
+                samples=calib_samples,
+                method=calib_method,
+                target=int8_target,
+                force=force,
+            )
+        variant_note = result.describe()
+        progress(precision, f"{variant}: {variant_note}")
+        engine_source = variant  # an engine, if asked for, is built from the reduced-precision ONNX
     if fmt != "onnx":
         from exporters.tensorrt import build_engine
 
-        engine_path = report.path.with_suffix(".engine")
-        build_engine(report.path, engine_path, force=force, progress=progress)
+        engine_path = engine_source.with_suffix(".engine")
+        build_engine(engine_source, engine_path, force=force, progress=progress)
         if fmt == "engine":  # keep only the engine (and the ONNX's sidecar, which the engine embeds)
             report.path.unlink()
     if json_out:
@@ -278,6 +312,7 @@ def export(
         ("nodes", f"{report.nodes}  (" + ", ".join(f"{k} {v}" for k, v in list(report.ops.items())[:6]) + ", ...)"),
         ("size", f"{report.size_bytes / 1e6:.1f} MB"),
         ("parity", parity.describe() if parity else "not checked"),
+        *([(precision, variant_note)] if variant_note else []),
         ("time", f"{time.perf_counter() - started:.1f} s"),
     ]
     if lat:

@@ -163,3 +163,38 @@ def test_tensorrt_and_triton_commands(small_artifacts, tmp_path):
     assert run_cli("triton", onnx_path, "-o", str(repo), "--name", "acmix").returncode == 0
     assert (repo / "acmix" / "2" / "model.onnx").is_file()
     assert_one_line_error(run_cli("triton", onnx_path, "-o", str(repo), "--kind", "tpu"), 2, "--kind")
+
+
+def test_export_precision_variants(small_artifacts, tmp_path):
+    from PIL import Image
+
+    calib = tmp_path / "calib" / "a"
+    calib.mkdir(parents=True)
+    for i in range(6):
+        Image.new("RGB", (70, 70), (40 * i, 100, 255 - 30 * i)).save(calib / f"{i}.png")
+    ckpt, out = str(small_artifacts["checkpoint"]), tmp_path / "out"
+    proc = run_cli("export", ckpt, "-o", str(out), "--img-size", "64", "--precision", "fp16", "--skip-latency")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "small.onnx").is_file() and (out / "small.fp16.onnx").is_file() and "fp16" in proc.stdout
+    proc = run_cli(
+        "export",
+        ckpt,
+        "-o",
+        str(out),
+        "--img-size",
+        "64",
+        "--precision",
+        "int8",
+        "--calib",
+        str(calib.parent),
+        "--calib-samples",
+        "6",
+        "--int8-target",
+        "tensorrt",
+        "--skip-latency",
+        "--force",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "small.int8.onnx").is_file()
+    assert_one_line_error(run_cli("export", ckpt, "--precision", "int8"), 2, "--calib")
+    assert_one_line_error(run_cli("export", ckpt, "--precision", "bf16"), 2, "--precision")
