@@ -216,6 +216,9 @@ def export(
     calib: Annotated[Path | None, typer.Option(help="int8: calibration images (folder).")] = None,
     calib_samples: Annotated[int, typer.Option(help="int8: calibration images to use.")] = 256,
     calib_method: Annotated[str, typer.Option(help="int8: minmax | entropy | percentile.")] = "minmax",
+    eval_data: Annotated[
+        Path | None, typer.Option(help="fp16/int8: image folder to measure accuracy on; recorded in the manifest.")
+    ] = None,
     int8_target: Annotated[str, typer.Option(help="int8: cpu (U8S8, ORT) | tensorrt (symmetric S8 Q/DQ).")] = "cpu",
     fmt: Annotated[str, typer.Option("--format", help="onnx | engine | all (engine needs TensorRT).")] = "onnx",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")] = False,
@@ -276,7 +279,7 @@ def export(
 
         variant = report.path.with_name(f"{report.path.stem}.{precision}.onnx")
         if precision == "fp16":
-            result = to_fp16(report.path, variant, force=force)
+            result = to_fp16(report.path, variant, force=force, eval_dir=eval_data)
         else:
             result = to_int8(
                 report.path,
@@ -286,6 +289,7 @@ def export(
                 method=calib_method,
                 target=int8_target,
                 force=force,
+                eval_dir=eval_data,
             )
         variant_note = result.describe()
         progress(precision, f"{variant}: {variant_note}")
@@ -361,6 +365,30 @@ def _shared_img_size(paths: list[Path], backend: str | None, img_size: int | Non
             with open_runner(path, backend) as runner:
                 return runner.manifest.img_size
     return None
+
+
+def _recorded_precision(artifact: Path) -> str:
+    """What an artifact's sidecar manifest records about its precision (fp16/int8 exports measure it)."""
+    from acmix_deploy.manifest import sidecar_path
+
+    side = sidecar_path(artifact)
+    if not side.is_file():
+        return ""
+    try:
+        data = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    text = f"precision {data.get('precision', '?')}"
+    report = data.get("precision_report") or {}
+    accuracy = report.get("accuracy") if isinstance(report, dict) else None
+    if isinstance(accuracy, dict) and "top1_percent" in accuracy:
+        text += (
+            f"; recorded at export: top-1 {accuracy['top1_percent']}% vs fp32 {accuracy.get('fp32_top1_percent')}%"
+            f" on {accuracy.get('images')} images, agreement {accuracy.get('top1_agreement_percent')}%"
+        )
+    return text
 
 
 def _runner_options(threads: int, no_rewrite: bool, img_size: int | None, backend: str | None, path: Path) -> dict:
@@ -451,9 +479,13 @@ def verify(
     if json_out:
         typer.echo(json.dumps({name: r.to_dict() for name, r in reports}, indent=2))
     else:
-        typer.echo(f"reference: {runners[0].describe()}  ({len(x)} inputs, {'images' if images else 'random'})")
-        for name, r in reports:
-            typer.echo(f"  {'PASS' if r.passed else 'FAIL'}  {name}: {r.describe()}")
+        first = runners[0]
+        typer.echo(
+            f"reference: {first.describe()} [{first.manifest.precision}]  ({len(x)} inputs, "
+            f"{'images' if images else 'random'})"
+        )
+        for (name, r), runner in zip(reports, runners[1:], strict=True):
+            typer.echo(f"  {'PASS' if r.passed else 'FAIL'}  {name} [{runner.manifest.precision}]: {r.describe()}")
     if not all(r.passed for _, r in reports):
         raise typer.Exit(1)
 
@@ -679,6 +711,9 @@ def evaluate(
         **opts,
     )
     typer.echo(format_report(report))
+    recorded = _recorded_precision(artifact)
+    if recorded:
+        typer.echo(f"manifest    {recorded}")
     if json_file:
         atomic_write_text(json_file, json.dumps(report.to_dict(), indent=2, default=str) + "\n", force=force)
 

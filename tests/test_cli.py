@@ -173,9 +173,27 @@ def test_export_precision_variants(small_artifacts, tmp_path):
     for i in range(6):
         Image.new("RGB", (70, 70), (40 * i, 100, 255 - 30 * i)).save(calib / f"{i}.png")
     ckpt, out = str(small_artifacts["checkpoint"]), tmp_path / "out"
-    proc = run_cli("export", ckpt, "-o", str(out), "--img-size", "64", "--precision", "fp16", "--skip-latency")
+    proc = run_cli(
+        "export",
+        ckpt,
+        "-o",
+        str(out),
+        "--img-size",
+        "64",
+        "--precision",
+        "fp16",
+        "--skip-latency",
+        "--eval-data",
+        str(calib.parent),
+    )
     assert proc.returncode == 0, proc.stderr
     assert (out / "small.onnx").is_file() and (out / "small.fp16.onnx").is_file() and "fp16" in proc.stdout
+    recorded = json.loads((out / "small.fp16.onnx.json").read_text())["precision_report"]["accuracy"]
+    assert recorded["images"] == 6
+    proc = run_cli(
+        "verify", str(out / "small.onnx"), str(out / "small.fp16.onnx"), "--rtol", "0.05", "--min-cosine", "0.99"
+    )
+    assert proc.returncode == 0 and "[fp32]" in proc.stdout and "[mixed]" in proc.stdout, proc.stdout + proc.stderr
     proc = run_cli(
         "export",
         ckpt,
