@@ -219,7 +219,9 @@ def export(
     eval_data: Annotated[
         Path | None, typer.Option(help="fp16/int8: image folder to measure accuracy on; recorded in the manifest.")
     ] = None,
-    int8_target: Annotated[str, typer.Option(help="int8: cpu (U8S8, ORT) | tensorrt (symmetric S8 Q/DQ).")] = "cpu",
+    int8_target: Annotated[
+        str, typer.Option(help="int8: cpu (static U8S8) | cpu-dynamic (no calibration) | tensorrt (symmetric S8 Q/DQ).")
+    ] = "cpu",
     fmt: Annotated[str, typer.Option("--format", help="onnx | engine | all (engine needs TensorRT).")] = "onnx",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -237,10 +239,10 @@ def export(
         raise fail(f"--opset must be >= 17 (LayerNormalization), got {opset}", 2)
     if precision not in ("fp32", "fp16", "int8"):
         raise fail(f"--precision must be fp32, fp16 or int8, got {precision!r}", 2)
-    if precision == "int8" and calib is None:
-        raise fail("--precision int8 needs --calib DIR (calibration images)", 2)
-    if calib_method not in ("minmax", "entropy", "percentile") or int8_target not in ("cpu", "tensorrt"):
-        raise fail("--calib-method must be minmax|entropy|percentile and --int8-target cpu|tensorrt", 2)
+    if calib_method not in ("minmax", "entropy", "percentile") or int8_target not in ("cpu", "cpu-dynamic", "tensorrt"):
+        raise fail("--calib-method must be minmax|entropy|percentile and --int8-target cpu|cpu-dynamic|tensorrt", 2)
+    if precision == "int8" and calib is None and int8_target != "cpu-dynamic":
+        raise fail("--precision int8 needs --calib DIR (calibration images), except --int8-target cpu-dynamic", 2)
     if calib_samples < 1:
         raise fail(f"--calib-samples must be >= 1, got {calib_samples}", 2)
     if fmt not in ("onnx", "engine", "all"):
@@ -275,11 +277,13 @@ def export(
     variant_note = ""
     engine_source = report.path
     if precision != "fp32":
-        from exporters.precision import to_fp16, to_int8
+        from exporters.precision import to_fp16, to_int8, to_int8_dynamic
 
         variant = report.path.with_name(f"{report.path.stem}.{precision}.onnx")
         if precision == "fp16":
             result = to_fp16(report.path, variant, force=force, eval_dir=eval_data)
+        elif int8_target == "cpu-dynamic":
+            result = to_int8_dynamic(report.path, variant, force=force, eval_dir=eval_data)
         else:
             result = to_int8(
                 report.path,

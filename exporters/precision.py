@@ -756,6 +756,74 @@ def to_int8(
     )
 
 
+DYNAMIC_TOLERANCE = Tolerance(rtol=np.inf, min_cosine=0.99, min_top1_agreement=0.8)
+
+
+def to_int8_dynamic(
+    src_onnx: str | Path,
+    dst_onnx: str | Path,
+    *,
+    tolerance: Tolerance = DYNAMIC_TOLERANCE,
+    eval_dir: str | Path | None = None,
+    eval_limit: int | None = None,
+    force: bool = False,
+) -> PrecisionReport:
+    """ONNX Runtime dynamic quantization: MatMul/Gemm weights in S8, activations quantized per call.
+
+    No calibration: each activation's range is measured at run time, so random inputs are a fair
+    parity check. On ORT CPU this is the fastest int8 form measured for Swin-ACmix (DESIGN.md §3;
+    ``scripts/bench_int8_fullsize.py``): its cost is in the Linear layers, which this quantizes,
+    while the convolutions stay float. It is an ORT CPU format (``DynamicQuantizeLinear``,
+    ``MatMulInteger``): TensorRT needs ``to_int8(target="tensorrt")``.
+
+    Raises:
+        PrecisionError, ParityError, OutputExistsError.
+    """
+    t0 = time.perf_counter()
+    dst = Path(dst_onnx)
+    check_writable(dst, force=force)
+    check_writable(sidecar_path(dst), force=force)
+    model, manifest = _load_source(src_onnx)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="acmix-int8dyn.") as tmp:
+        src_tmp, out_tmp = Path(tmp) / "src.onnx", Path(tmp) / "dyn.onnx"
+        src_tmp.write_bytes(model.SerializeToString())
+        try:
+            quantize_dynamic(
+                str(src_tmp), str(out_tmp), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8
+            )
+        except Exception as exc:  # noqa: BLE001 - the quantizer raises assorted types
+            raise PrecisionError(f"quantize_dynamic failed: {type(exc).__name__}: {exc}") from None
+        quantized = onnx.load(str(out_tmp))
+    fp32_run = _runner(_session(model))
+    run = _runner(_session(quantized))
+    parity, parity_report = _parity(fp32_run, run, manifest.img_size, tolerance)
+    accuracy = _accuracy(fp32_run, run, eval_dir, manifest, eval_limit) if eval_dir is not None else None
+    details = {
+        "int8_target": "cpu-dynamic",
+        "format": "ONNX Runtime dynamic quantization: S8 weights of MatMul/Gemm, U8 activations per call",
+        "quantized_ops": op_histogram(quantized),
+    }
+    report = {"precision": "int8", "parity": parity, "accuracy": accuracy, "details": details}
+    if not parity_report.passed:
+        raise ParityError(f"dynamic int8 model out of tolerance vs fp32: {parity_report.describe()}", parity_report)
+    extra = {"int8_target": "cpu-dynamic", "calibration": None}
+    _write(quantized, _manifest_dict(manifest, "int8", report, extra), dst, force)
+    return PrecisionReport(
+        path=dst,
+        precision="int8",
+        source=str(src_onnx),
+        nodes=len(quantized.graph.node),
+        ops=op_histogram(quantized),
+        size_bytes=dst.stat().st_size,
+        parity=parity,
+        accuracy=accuracy,
+        details=details,
+        seconds=time.perf_counter() - t0,
+    )
+
+
 __all__ = [
     "CALIBRATION_METHODS",
     "DEFAULT_KEEP_FP32_OPS",
@@ -768,4 +836,5 @@ __all__ = [
     "sensitivity_candidates",
     "to_fp16",
     "to_int8",
+    "to_int8_dynamic",
 ]

@@ -214,5 +214,21 @@ def test_export_precision_variants(small_artifacts, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert (out / "small.int8.onnx").is_file()
+    proc = run_cli(
+        "export",
+        ckpt,
+        "-o",
+        str(out),
+        "--img-size",
+        "64",
+        "--precision",
+        "int8",
+        "--int8-target",
+        "cpu-dynamic",
+        "--skip-latency",
+        "--force",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "small.int8.onnx.json").read_text())["int8_target"] == "cpu-dynamic"
     assert_one_line_error(run_cli("export", ckpt, "--precision", "int8"), 2, "--calib")
     assert_one_line_error(run_cli("export", ckpt, "--precision", "bf16"), 2, "--precision")

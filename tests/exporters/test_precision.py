@@ -208,3 +208,22 @@ def test_int8_tensorrt_accuracy_on_digits(digits, tmp_path):
     assert acc["top1_percent"] >= acc["fp32_top1_percent"] - 1.0
     half = to_fp16(fp32, tmp_path / "h.onnx", eval_dir=digits["test"])
     assert half.accuracy["top1_percent"] >= half.accuracy["fp32_top1_percent"] - 0.1
+
+
+def test_dynamic_int8_runs_and_records_itself(small_artifacts, tmp_path):
+    """Dynamic quantization needs no calibration; the manifest says which int8 form it is."""
+    from acmix_deploy.manifest import read_sidecar
+    from exporters.precision import to_int8_dynamic
+
+    dst = tmp_path / "dyn.onnx"
+    report = to_int8_dynamic(small_artifacts["onnx"], dst)
+    ops = {n.op_type for n in onnx.load(dst).graph.node}
+    assert "DynamicQuantizeLinear" in ops and ("MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops)
+    assert report.parity["cosine_min"] >= 0.99 and report.parity["passed"]
+    data = json.loads((tmp_path / "dyn.onnx.json").read_text())
+    assert data["precision"] == "int8" and data["int8_target"] == "cpu-dynamic"
+    assert read_sidecar(dst).precision == "int8"
+    x = np.zeros((2, 3, 64, 64), np.float32)
+    assert ort_session(dst).run(None, {"input": x})[0].shape == (2, 10)
+    with pytest.raises(OutputExistsError):
+        to_int8_dynamic(small_artifacts["onnx"], dst)
