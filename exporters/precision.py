@@ -142,6 +142,14 @@ def _manifest_dict(manifest: Manifest, precision: str, report: dict, extra: dict
     return data
 
 
+def _check_outputs(dst_onnx: str | Path, force: bool) -> Path:
+    """Refuse before any work when the variant or its sidecar exists (without force) or cannot be written."""
+    dst = Path(dst_onnx)
+    check_writable(dst, force=force)
+    check_writable(sidecar_path(dst), force=force)
+    return dst
+
+
 def _write(model: onnx.ModelProto, manifest_data: dict, dst: Path, force: bool) -> None:
     text = json.dumps(manifest_data, indent=2, default=str)
     Manifest.from_json(text)  # what we write must read back
@@ -153,6 +161,32 @@ def _write(model: onnx.ModelProto, manifest_data: dict, dst: Path, force: bool) 
     with atomic_output(dst, force=force) as tmp:
         tmp.write_bytes(model.SerializeToString())
     atomic_write_text(sidecar_path(dst), text + "\n", force=True)
+
+
+def _write_report(
+    model: onnx.ModelProto,
+    manifest: Manifest,
+    report: dict,
+    extra: dict | None,
+    src: str | Path,
+    dst: Path,
+    force: bool,
+    started: float,
+) -> PrecisionReport:
+    """Write the variant with its updated manifest, and describe it: the common end of every conversion."""
+    _write(model, _manifest_dict(manifest, report["precision"], report, extra), dst, force)
+    return PrecisionReport(
+        path=dst,
+        precision=report["precision"],
+        source=str(src),
+        nodes=len(model.graph.node),
+        ops=op_histogram(model),
+        size_bytes=dst.stat().st_size,
+        parity=report["parity"],
+        accuracy=report["accuracy"],
+        details=report["details"],
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _session(model: onnx.ModelProto | str | Path, threads: int = 0, optimized_path: str | None = None):
@@ -392,9 +426,7 @@ def to_fp16(
         PrecisionError, ParityError, OutputExistsError.
     """
     t0 = time.perf_counter()
-    dst = Path(dst_onnx)
-    check_writable(dst, force=force)
-    check_writable(sidecar_path(dst), force=force)
+    dst = _check_outputs(dst_onnx, force)
     model, manifest = _load_source(src_onnx)
     try:
         converted, stats = convert_fp16(model, keep_fp32_ops)
@@ -433,19 +465,7 @@ def to_fp16(
     report = {"precision": precision, "parity": parity, "accuracy": accuracy, "details": details}
     if not parity_report.passed:
         raise ParityError(f"float16 model out of tolerance vs fp32: {parity_report.describe()}", parity_report)
-    _write(converted, _manifest_dict(manifest, precision, report), dst, force)
-    return PrecisionReport(
-        path=dst,
-        precision=precision,
-        source=str(src_onnx),
-        nodes=len(converted.graph.node),
-        ops=op_histogram(converted),
-        size_bytes=dst.stat().st_size,
-        parity=parity,
-        accuracy=accuracy,
-        details=details,
-        seconds=time.perf_counter() - t0,
-    )
+    return _write_report(converted, manifest, report, None, src_onnx, dst, force, t0)
 
 
 # ----------------------------------------------------------------------------------------------- int8
@@ -615,9 +635,7 @@ def to_int8(
         raise PrecisionError(f"unknown cpu_format {cpu_format!r}; choose qoperator or qdq")
     if samples < 1:
         raise PrecisionError(f"samples must be >= 1, got {samples}")
-    dst = Path(dst_onnx)
-    check_writable(dst, force=force)
-    check_writable(sidecar_path(dst), force=force)
+    dst = _check_outputs(dst_onnx, force)
     model, manifest = _load_source(src_onnx)
     images = calibration_images(calibration, manifest, samples)
 
@@ -741,19 +759,7 @@ def to_int8(
             calib_report,
         )
     extra = {"int8_target": target, "calibration": details["calibration"]}
-    _write(best_model, _manifest_dict(manifest, "int8", report, extra), dst, force)
-    return PrecisionReport(
-        path=dst,
-        precision="int8",
-        source=str(src_onnx),
-        nodes=len(best_model.graph.node),
-        ops=op_histogram(best_model),
-        size_bytes=dst.stat().st_size,
-        parity=parity,
-        accuracy=accuracy,
-        details=details,
-        seconds=time.perf_counter() - t0,
-    )
+    return _write_report(best_model, manifest, report, extra, src_onnx, dst, force, t0)
 
 
 DYNAMIC_TOLERANCE = Tolerance(rtol=np.inf, min_cosine=0.99, min_top1_agreement=0.8)
@@ -780,9 +786,7 @@ def to_int8_dynamic(
         PrecisionError, ParityError, OutputExistsError.
     """
     t0 = time.perf_counter()
-    dst = Path(dst_onnx)
-    check_writable(dst, force=force)
-    check_writable(sidecar_path(dst), force=force)
+    dst = _check_outputs(dst_onnx, force)
     model, manifest = _load_source(src_onnx)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -809,19 +813,7 @@ def to_int8_dynamic(
     if not parity_report.passed:
         raise ParityError(f"dynamic int8 model out of tolerance vs fp32: {parity_report.describe()}", parity_report)
     extra = {"int8_target": "cpu-dynamic", "calibration": None}
-    _write(quantized, _manifest_dict(manifest, "int8", report, extra), dst, force)
-    return PrecisionReport(
-        path=dst,
-        precision="int8",
-        source=str(src_onnx),
-        nodes=len(quantized.graph.node),
-        ops=op_histogram(quantized),
-        size_bytes=dst.stat().st_size,
-        parity=parity,
-        accuracy=accuracy,
-        details=details,
-        seconds=time.perf_counter() - t0,
-    )
+    return _write_report(quantized, manifest, report, extra, src_onnx, dst, force, t0)
 
 
 __all__ = [
