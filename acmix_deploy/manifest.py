@@ -9,6 +9,7 @@ of ONNX, ONNX Runtime or TensorRT.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -119,3 +120,20 @@ def read_sidecar(artifact: str | Path) -> Manifest:
     if not path.is_file():
         raise ManifestError(f"no manifest next to {artifact} (expected {path.name})")
     return Manifest.from_json(path.read_text())
+
+
+def find_manifest(metadata: Mapping[str, str], artifact: str | Path) -> Manifest | None:
+    """The manifest embedded in an artifact's metadata, else the one in its sidecar, else ``None``.
+
+    ``metadata`` is the artifact's key/value metadata (ONNX ``metadata_props`` or ONNX Runtime's
+    ``custom_metadata_map``). The embedded copy wins: it travels with the file when the sidecar
+    is left behind.
+
+    Raises:
+        ManifestError: a manifest exists but is malformed.
+    """
+    if MANIFEST_KEY in metadata:
+        return Manifest.from_json(metadata[MANIFEST_KEY])
+    if sidecar_path(artifact).is_file():
+        return read_sidecar(artifact)
+    return None

@@ -6,10 +6,15 @@ with ``full_check`` then validates the result, including strict shape inference.
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 import onnx
 import onnx_graphsurgeon as gs
+
+from acmix_deploy.fileio import atomic_output, atomic_write_text
+from acmix_deploy.manifest import MANIFEST_KEY, Manifest, sidecar_path
 
 TWO_GB = 2**31
 
@@ -51,3 +56,39 @@ def float64_tensors(model: onnx.ModelProto) -> list[str]:
         if node.op_type == "Cast" and any(a.name == "to" and a.i == double for a in node.attribute):
             names.append(node.name or node.output[0])
     return names
+
+
+def embed_manifest(model: onnx.ModelProto, manifest_json: str) -> None:
+    """Put ``manifest_json`` into ``metadata_props``, replacing any manifest already there."""
+    keep = [p for p in model.metadata_props if p.key != MANIFEST_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = MANIFEST_KEY, manifest_json
+
+
+def save_with_manifest(model: onnx.ModelProto, manifest_json: str, path: Path, *, force: bool) -> None:
+    """Write an artifact and its ``<path>.json`` sidecar, manifest embedded in both, each atomically.
+
+    The manifest must read back before anything is written. Weights stay embedded unless the
+    model exceeds protobuf's 2 GB limit; then they go to ``<path>.data`` beside it.
+    """
+    Manifest.from_json(manifest_json)
+    embed_manifest(model, manifest_json)
+    _save(model, path, force)
+    atomic_write_text(sidecar_path(path), manifest_json + "\n", force=True)
+
+
+def _save(proto: onnx.ModelProto, path: Path, force: bool) -> None:
+    if proto.ByteSize() < TWO_GB:
+        with atomic_output(path, force=force) as tmp:
+            tmp.write_bytes(proto.SerializeToString())
+        return
+    data_name = path.name + ".data"
+    with tempfile.TemporaryDirectory(dir=path.parent) as staging:
+        staged = Path(staging) / path.name
+        onnx.save_model(proto, staged, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name)
+        with atomic_output(path.with_name(data_name), force=force) as tmp:
+            tmp.write_bytes((Path(staging) / data_name).read_bytes())
+        with atomic_output(path, force=force) as tmp:
+            tmp.write_bytes(staged.read_bytes())

@@ -19,7 +19,6 @@ import copy
 import datetime as _dt
 import io
 import json
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,14 +32,14 @@ from torch import nn
 import acmix_deploy
 from acmix_deploy.checkpoint import read_checkpoint
 from acmix_deploy.errors import AcmixDeployError
-from acmix_deploy.fileio import atomic_output, atomic_write_text, check_writable
-from acmix_deploy.manifest import MANIFEST_KEY, Manifest, Preprocessing, sidecar_path
+from acmix_deploy.fileio import atomic_write_text, check_writable
+from acmix_deploy.manifest import Manifest, Preprocessing, sidecar_path
 from acmix_deploy.models import family_of, match_variant
 from acmix_deploy.models.input_size import check_input_size
 from acmix_deploy.profiling.interleaved import time_interleaved
 from acmix_deploy.rewrite import to_deploy
 
-from .graph import TWO_GB, check_and_infer, float64_tensors, op_histogram, optimize_graph
+from .graph import check_and_infer, float64_tensors, op_histogram, optimize_graph, save_with_manifest
 from .validate import ParityError, ParityReport, Tolerance, check_parity, random_inputs
 
 DEFAULT_OPSET = 20  # Gelu (opset 20) and LayerNormalization (17) export as single ops
@@ -278,15 +277,12 @@ def export_onnx(
     if measure_latency:
         latency = _latency_side_by_side(reference, session or ort_session(proto), size, batch or 1)
 
-    meta = proto.metadata_props.add()
-    meta.key, meta.value = MANIFEST_KEY, manifest.to_json()
     for key, value in (("family", family), ("img_size", str(size)), ("num_classes", str(manifest.num_classes))):
         entry = proto.metadata_props.add()
         entry.key, entry.value = f"acmix_deploy.{key}", value
 
     t0 = time.perf_counter()
-    _save(proto, path, force)
-    atomic_write_text(sidecar_path(path), manifest.to_json() + "\n", force=True)
+    save_with_manifest(proto, manifest.to_json(), path, force=force)
     seconds["write"] = time.perf_counter() - t0
     report = ExportReport(
         path=path,
@@ -300,22 +296,6 @@ def export_onnx(
     )
     progress("write", f"{path} ({report.size_bytes / 1e6:.1f} MB) + {sidecar_path(path).name}")
     return report
-
-
-def _save(proto: onnx.ModelProto, path: Path, force: bool) -> None:
-    """Write atomically; weights stay embedded unless the model exceeds protobuf's 2 GB limit."""
-    if proto.ByteSize() < TWO_GB:
-        with atomic_output(path, force=force) as tmp:
-            tmp.write_bytes(proto.SerializeToString())
-        return
-    data_name = path.name + ".data"
-    with tempfile.TemporaryDirectory(dir=path.parent) as staging:
-        staged = Path(staging) / path.name
-        onnx.save_model(proto, staged, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name)
-        with atomic_output(path.with_name(data_name), force=force) as tmp:
-            tmp.write_bytes((Path(staging) / data_name).read_bytes())
-        with atomic_output(path, force=force) as tmp:
-            tmp.write_bytes(staged.read_bytes())
 
 
 def _latency_side_by_side(reference: nn.Module, session, size: int, batch: int, rounds: int = 5) -> dict[str, float]:

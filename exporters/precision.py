@@ -38,11 +38,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from acmix_deploy.errors import AcmixDeployError
-from acmix_deploy.fileio import atomic_output, atomic_write_text, check_writable
-from acmix_deploy.manifest import MANIFEST_KEY, Manifest, ManifestError, sidecar_path
+from acmix_deploy.fileio import check_writable
+from acmix_deploy.manifest import MANIFEST_KEY, Manifest, ManifestError, find_manifest, sidecar_path
 from acmix_deploy.parity import Tolerance, compare_outputs, random_inputs
 
-from .graph import op_histogram
+from .graph import op_histogram, save_with_manifest
 from .validate import ParityError
 
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -110,16 +110,12 @@ def _load_source(src: str | Path) -> tuple[onnx.ModelProto, Manifest]:
         model = onnx.load(str(src))
     except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise assorted types on garbage
         raise PrecisionError(f"{src}: not a readable ONNX model ({type(exc).__name__})") from None
-    meta = {p.key: p.value for p in model.metadata_props}
     try:
-        if MANIFEST_KEY in meta:
-            manifest = Manifest.from_json(meta[MANIFEST_KEY])
-        elif sidecar_path(src).is_file():
-            manifest = Manifest.from_json(sidecar_path(src).read_text())
-        else:
-            raise PrecisionError(f"{src}: not an acmix-deploy ONNX (no {MANIFEST_KEY} metadata and no sidecar)")
+        manifest = find_manifest({p.key: p.value for p in model.metadata_props}, src)
     except ManifestError as exc:
         raise PrecisionError(f"{src}: {exc}") from None
+    if manifest is None:
+        raise PrecisionError(f"{src}: not an acmix-deploy ONNX (no {MANIFEST_KEY} metadata and no sidecar)")
     if manifest.precision != "fp32":
         raise PrecisionError(f"{src}: precision is {manifest.precision!r}; convert from the fp32 export")
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
@@ -151,16 +147,7 @@ def _check_outputs(dst_onnx: str | Path, force: bool) -> Path:
 
 
 def _write(model: onnx.ModelProto, manifest_data: dict, dst: Path, force: bool) -> None:
-    text = json.dumps(manifest_data, indent=2, default=str)
-    Manifest.from_json(text)  # what we write must read back
-    keep = [p for p in model.metadata_props if p.key != MANIFEST_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = MANIFEST_KEY, text
-    with atomic_output(dst, force=force) as tmp:
-        tmp.write_bytes(model.SerializeToString())
-    atomic_write_text(sidecar_path(dst), text + "\n", force=True)
+    save_with_manifest(model, json.dumps(manifest_data, indent=2, default=str), dst, force=force)
 
 
 def _write_report(

@@ -29,7 +29,7 @@ import onnx
 
 from acmix_deploy.errors import AcmixDeployError
 from acmix_deploy.fileio import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
-from acmix_deploy.manifest import MANIFEST_KEY, Manifest, ManifestError, read_sidecar, sidecar_path
+from acmix_deploy.manifest import Manifest, ManifestError, find_manifest, sidecar_path
 from runtimes.tensorrt import (
     ENGINE_SIDECAR_FORMAT,
     ENGINE_SIDECAR_VERSION,
@@ -197,12 +197,16 @@ def precision_plan(
             "INT8 needs a Q/DQ-quantised ONNX (manifest precision 'int8'); calibration is not supported. "
             f"This ONNX is {onnx_precision}"
         )
+    # Strongly typed wherever it exists: the layers the sensitivity pass kept in float then stay
+    # exactly as measured (weak typing with the FP16 flag would let TensorRT re-decide them), and
+    # the engine matches what TensorRT 11 builds. Weak typing is deprecated from 10.12 on and only
+    # used on releases without STRONGLY_TYPED.
     if major >= 11:
         return PrecisionPlan(strongly_typed=True, note="int8 from Q/DQ nodes")
+    if strong:
+        return PrecisionPlan(network_flags=strong, strongly_typed=True, note="int8 Q/DQ, strongly typed")
     flags = tuple(f for f in ("INT8", "FP16") if f in builder_flags)  # FP16 lets non-quantised layers use it
     if "INT8" not in flags:
-        if strong:
-            return PrecisionPlan(network_flags=strong, strongly_typed=True, note="int8 Q/DQ, strongly typed")
         raise BuildError(f"TensorRT {trt_version} offers neither the INT8 flag nor STRONGLY_TYPED")
     return PrecisionPlan(builder_flags=flags, note="int8 Q/DQ, weakly typed")
 
@@ -210,7 +214,7 @@ def precision_plan(
 def format_parser_errors(errors: Sequence) -> str:
     """One line per ``ParserError``: index, node name, operator, code and description.
 
-    ``node_name``/``node_operator`` exist from TensorRT 10's parser on; older objects only have
+    ``node_name``/``node_operator`` exist from TensorRT 9.1's parser on; older objects only have
     ``node()`` (an index), so each accessor is feature-detected.
     """
     lines = []
@@ -275,11 +279,15 @@ def read_onnx_manifest(onnx_path: str | Path) -> tuple[Manifest, str, list[int |
         proto = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises assorted types for bad files
         raise BuildError(f"{onnx_path}: not a readable ONNX file ({exc})") from None
-    meta = {p.key: p.value for p in proto.metadata_props}
     try:
-        manifest = Manifest.from_json(meta[MANIFEST_KEY]) if MANIFEST_KEY in meta else read_sidecar(onnx_path)
+        manifest = find_manifest({p.key: p.value for p in proto.metadata_props}, onnx_path)
     except ManifestError as exc:
         raise BuildError(f"{onnx_path}: {exc}; export it with `acmix-deploy export`") from None
+    if manifest is None:
+        raise BuildError(
+            f"{onnx_path}: no acmix-deploy manifest (expected metadata or {sidecar_path(onnx_path).name}); "
+            "export it with `acmix-deploy export`"
+        )
     initializers = {t.name for t in proto.graph.initializer}
     inputs = [v for v in proto.graph.input if v.name not in initializers]
     if len(inputs) != 1:
@@ -439,7 +447,10 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
     if serialized is None:
-        detail = "\n".join(f"  {m}" for m in logger.errors[-10:]) or "  (no error message from TensorRT)"
+        detail = "\n".join(f"  {m}" for m in logger.errors[-10:]) or (
+            "  (no error message reached this builder's logger: TensorRT keeps the first logger while any "
+            "builder or runtime lives in this process)"
+        )
         raise BuildError(f"TensorRT failed to build the engine:\n{detail}")
     plan = bytes(memoryview(serialized))
     progress("build", f"done in {seconds:.1f} s ({len(plan) / 1e6:.1f} MB)")

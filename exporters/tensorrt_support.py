@@ -63,7 +63,8 @@ _REDUCE_OPS = (
 #: - NVIDIA "ONNX Opset Guide" for TensorRT 11.x (minimum opset 9, maximum 25),
 #:   https://docs.nvidia.com/deeplearning/tensorrt/latest/reference/onnx-opset-guide.html, and the
 #:   TensorRT 11.5 release notes ("Added support for ONNX opset 25": 11.0-11.4 stop at 24);
-#: - TensorRT 11.0 / 11.2 release notes (parser adds Swish; DFT via a cuFFT plugin);
+#: - TensorRT 11.0 / 11.2 release notes (parser adds Swish; DFT via a cuFFT plugin), onnx-tensorrt
+#:   Changelog (10.4: tensor ``axes`` for Pad; 10.14: Attention; 9.0: model-local functions);
 #: - TensorRT 10.x -> 11.x migration guide (networks always strongly typed; FP16/INT8 flags removed).
 SUPPORT_TABLE: dict = {
     "retrieved": "2026-11",
@@ -91,11 +92,15 @@ SUPPORT_TABLE: dict = {
             "strongly_typed_only": True,
         },
     },
+    # Operators the parser gained within a major: (major, minor) of the first release that parses
+    # them (10.14 parser release notes: Attention; 11.0: Swish; 11.2: DFT via cuFFT). Older
+    # releases of that major reject them, so they are warned about, not blocked.
+    "added_in": {"Attention": (10, 14), "Swish": (11, 0), "DFT": (11, 2)},
     # Inputs (by index) that the parser needs as build-time constants. "blocker": the parser
     # rejects or we refuse to rely on it; "warning": parsed as shape tensors, but our deploy graphs
     # always fold them, so a non-constant one means the export went wrong.
     "constant_inputs": {
-        "Pad": {"inputs": [1, 2, 3], "severity": "blocker"},
+        "Pad": {"inputs": [1, 2, 3], "severity": "warning"},  # tensor pads/axes parse since 10.4 (Changelog)
         "CumSum": {"inputs": [1], "severity": "blocker"},
         "OneHot": {"inputs": [1], "severity": "blocker"},
         "Dropout": {"inputs": [2], "severity": "blocker"},
@@ -182,7 +187,10 @@ def check_tensorrt_readiness(model: str | Path | onnx.ModelProto, *, trt_major: 
     constant_names = _constant_tensors(graph)
     findings += _check_inputs(graph)
     findings += _check_float64(graph)
+    local_functions = {(f.domain, f.name) for f in model.functions}
     for index, node in enumerate(graph.node):
+        if (node.domain, node.op_type) in local_functions:
+            continue  # a model-local function: the parser inlines it (onnx-tensorrt 9.0 on)
         findings += _check_node(node, index, table, trt_major, constants, constant_names)
     findings += _check_layernorm(model)
     findings += _check_int64(graph)
@@ -287,13 +295,21 @@ def _check_float64(graph: onnx.GraphProto) -> list[Finding]:
     """TensorRT casts DOUBLE down with clamping; our deploy graphs never need it, so refuse it."""
     double = onnx.TensorProto.DOUBLE
     findings = [
-        Finding("blocker", t.name, "", "float64 initializer: TensorRT has no float64; cast it to float32", "float64")
+        Finding(
+            "blocker",
+            t.name,
+            "",
+            "float64 initializer: TensorRT would cast it down to float32 with clamping; cast it in the export",
+            "float64",
+        )
         for t in graph.initializer
         if t.data_type == double
     ]
     for value in (*graph.input, *graph.output, *graph.value_info):
         if value.type.tensor_type.elem_type == double:
-            findings.append(Finding("blocker", value.name, "", "float64 tensor", "float64"))
+            findings.append(
+                Finding("blocker", value.name, "", "float64 tensor (TensorRT clamps it to float32)", "float64")
+            )
     return findings
 
 
@@ -305,7 +321,8 @@ def _check_layernorm(model: onnx.ModelProto) -> list[Finding]:
                 "info",
                 "",
                 "LayerNormalization",
-                f"{ops['LayerNormalization']} LayerNormalization ops (opset >= 17): single fused layers, safe in FP16",
+                f"{ops['LayerNormalization']} LayerNormalization ops (opset >= 17): parsed as single normalization "
+                "layers, not the ReduceMean/Pow/Sqrt chain",
                 "layernorm-fused",
             )
         ]
@@ -404,6 +421,9 @@ def _check_node(
         return findings
     if op not in table["supported"]:
         add("warning", f"{op} is not in the TensorRT {major} operator table; it may not parse", "unknown-op")
+    added = SUPPORT_TABLE["added_in"].get(op)
+    if added and added[0] == major:
+        add("warning", f"{op} parses from TensorRT {added[0]}.{added[1]} on; older {major}.x reject it", "op-recent")
 
     rule = SUPPORT_TABLE["constant_inputs"].get(op)
     if rule:
@@ -433,6 +453,20 @@ def _check_node(
             add("blocker", "pooling dilations must be empty or all ones", "restriction")
     if op == "TopK" and _attr(node, "sorted", 1) != 1:
         add("blocker", "TopK needs sorted=1", "restriction")
+    if op == "TopK" and len(node.input) > 1 and node.input[1] in constants:
+        k = _array(constants[node.input[1]])
+        if k is not None and k.size and int(k.ravel()[0]) >= 3840:
+            add("blocker", f"TopK K={int(k.ravel()[0])}: TensorRT needs K < 3840", "restriction")
+    if op == "Dropout" and len(node.input) > 2 and node.input[2] in constants:
+        training = _array(constants[node.input[2]])
+        if training is not None and training.size and bool(training.ravel()[0]):
+            add("blocker", "Dropout with training_mode=True: TensorRT supports inference mode only", "restriction")
+    if op == "Squeeze" and not (len(node.input) > 1 and node.input[1]) and _attr(node, "axes") is None:
+        add(
+            "warning",
+            "Squeeze without axes (squeeze every size-1 dim) is supported from TensorRT 11.5 on; name the axes",
+            "restriction",
+        )
     if op == "ScatterND" and (_attr(node, "reduction", b"none") or b"none") not in (b"none", "none"):
         add("blocker", "ScatterND reduction other than 'none' is not supported", "restriction")
     if op == "LSTM" and (_attr(node, "layout", 0) or _attr(node, "input_forget", 0)):

@@ -25,7 +25,7 @@ from pathlib import Path
 from acmix_deploy.errors import AcmixDeployError
 from acmix_deploy.fileio import atomic_write_text
 from acmix_deploy.labels import labels_for
-from acmix_deploy.manifest import MANIFEST_KEY, Manifest, ManifestError, sidecar_path
+from acmix_deploy.manifest import Manifest, ManifestError, find_manifest, sidecar_path
 
 PLATFORMS = {
     ".onnx": ("onnxruntime_onnx", "model.onnx"),
@@ -55,9 +55,9 @@ def read_manifest(artifact: Path) -> Manifest:
             proto = onnx.load(str(artifact), load_external_data=False)
         except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
             raise TritonError(f"{artifact}: not a readable ONNX model ({type(exc).__name__})") from None
-        props = {p.key: p.value for p in proto.metadata_props}
-        if MANIFEST_KEY in props:
-            return Manifest.from_json(props[MANIFEST_KEY])
+        manifest = find_manifest({p.key: p.value for p in proto.metadata_props}, artifact)
+        if manifest is not None:
+            return manifest
     side = sidecar_path(artifact)
     if not side.is_file():
         raise TritonError(f"{artifact}: no acmix-deploy manifest (expected metadata or {side.name})")

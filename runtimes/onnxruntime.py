@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acmix_deploy.manifest import MANIFEST_KEY, Manifest, ManifestError, Preprocessing, sidecar_path
+from acmix_deploy.manifest import Manifest, ManifestError, Preprocessing, find_manifest
 
 from .base import MissingDependencyError, Runner, RunnerError
 
@@ -85,12 +85,8 @@ class OnnxRuntimeRunner(Runner):
         return self._manifest_from_model(inputs[0], outputs[0])
 
     def _manifest_from_model(self, inp, out) -> Manifest:
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if MANIFEST_KEY in meta:
-            manifest = Manifest.from_json(meta[MANIFEST_KEY])
-        elif sidecar_path(self.path).is_file():
-            manifest = Manifest.from_json(sidecar_path(self.path).read_text())
-        else:
+        manifest = find_manifest(self.session.get_modelmeta().custom_metadata_map, self.path)
+        if manifest is None:
             manifest = self._generic_manifest(inp, out)
         shape = inp.shape
         if len(shape) != 4 or shape[1] != 3 or shape[2] != manifest.img_size or shape[3] != manifest.img_size:

@@ -237,6 +237,13 @@ def test_precision_int8_needs_qdq_onnx(version, flags):
         assert plan.builder_flags == () and plan.strongly_typed
 
 
+def test_precision_int8_on_trt10_is_strongly_typed_when_offered():
+    """Kept-in-float layers must stay float: no FP16 flag may re-decide them."""
+    plan = precision_plan("int8", trt_version="10.9.0", onnx_precision="int8", builder_flags=TRT10_FLAGS,
+                          network_flags=TRT10_NET)  # fmt: skip
+    assert plan.strongly_typed and plan.network_flags == ("STRONGLY_TYPED",) and plan.builder_flags == ()
+
+
 def test_precision_fp32_refuses_typed_onnx():
     with pytest.raises(BuildError, match="--fp16"):
         precision_plan("fp32", trt_version="10.9.0", onnx_precision="fp16", builder_flags=TRT10_FLAGS,

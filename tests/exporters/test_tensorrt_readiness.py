@@ -87,7 +87,7 @@ def test_pad_with_non_constant_pads():
         helper.make_node("Pad", ["x", "pads"], ["y"], name="pad"),
     ]
     findings = [f for f in check_tensorrt_readiness(_model(nodes)) if f.code == "non-constant-input"]
-    assert findings and findings[0].node == "pad" and findings[0].severity == "blocker"
+    assert findings and findings[0].node == "pad" and findings[0].severity == "warning"
 
 
 def test_pad_with_constant_pads_passes():
@@ -151,3 +151,28 @@ def test_table_records_source_and_date():
     assert SUPPORT_TABLE["retrieved"] == "2026-11"
     assert any("operators.md" in s for s in SUPPORT_TABLE["sources"])
     assert set(SUPPORT_TABLE["majors"]) == {10, 11}
+
+
+def test_ops_added_within_a_major_warn_with_the_release():
+    model = _model([helper.make_node("DFT", ["x"], ["y"], name="dft")])
+    assert "unsupported-op" in _codes(model)  # TensorRT 10 has no DFT
+    recent = [f for f in check_tensorrt_readiness(model, trt_major=11) if f.code == "op-recent"]
+    assert recent and "11.2" in recent[0].message and recent[0].severity == "warning"
+
+
+def test_model_local_function_is_not_a_custom_op():
+    body = [helper.make_node("Relu", ["a"], ["b"])]
+    function = helper.make_function("local.fn", "MyRelu", ["a"], ["b"], body, [helper.make_opsetid("", 17)])
+    model = _model([helper.make_node("MyRelu", ["x"], ["y"], domain="local.fn", name="call")])
+    model.functions.append(function)
+    model.opset_import.append(helper.make_opsetid("local.fn", 1))
+    assert "custom-domain" not in _codes(model)
+
+
+def test_topk_limit_and_training_dropout():
+    k = numpy_helper.from_array(np.array([5000], np.int64), "k")
+    topk = _model([helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk")], [k])
+    assert any(f.code == "restriction" and "3840" in f.message for f in check_tensorrt_readiness(topk))
+    on = numpy_helper.from_array(np.array(True), "on")
+    drop = _model([helper.make_node("Dropout", ["x", "", "on"], ["y"], name="drop")], [on])
+    assert any(f.code == "restriction" and "training" in f.message for f in check_tensorrt_readiness(drop))
