@@ -223,6 +223,9 @@ def export(
         str, typer.Option(help="int8: cpu (static U8S8) | cpu-dynamic (no calibration) | tensorrt (symmetric S8 Q/DQ).")
     ] = "cpu",
     fmt: Annotated[str, typer.Option("--format", help="onnx | engine | all (engine needs TensorRT).")] = "onnx",
+    labels: Annotated[
+        Path | None, typer.Option(help="Class names, one per line in output order; recorded in the manifest.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -253,6 +256,11 @@ def export(
         import_tensorrt()  # fail fast, before the export, when TensorRT is missing
     if not checkpoint.is_file():
         raise fail(f"{checkpoint}: no such file")
+    class_names = None
+    if labels is not None:
+        from acmix_deploy.labels import read_labels
+
+        class_names = read_labels(labels)
     out_dir = output_dir if output_dir is not None else checkpoint.parent
     target = out_dir / f"{name or artifact_stem(checkpoint)}.onnx"
     started = time.perf_counter()
@@ -272,6 +280,7 @@ def export(
         force=force,
         measure_latency=not skip_latency,
         trust_pickle=trust_pickle,
+        labels=class_names,
         progress=progress,
     )
     variant_note = ""

@@ -160,7 +160,9 @@ def evaluate(
     Args:
         artifact: a checkpoint, ONNX file or engine (opened with :meth:`Predictor.load`), or an open
             :class:`Predictor` (left open).
-        data_dir: ``data_dir/<class>/<image>``; class index = sorted folder names (ImageFolder order).
+        data_dir: ``data_dir/<class>/<image>``; class index = sorted folder names (ImageFolder order),
+            or, when the artifact's manifest names its classes and every folder is one of them, the
+            index of that name.
         top_k: the k values to report; 1 is always included; k above the class count is dropped (noted).
         backend: force a backend (``torch``, ``onnxruntime``, ``tensorrt``); default: from the suffix.
         batch_size: images decoded, preprocessed and run per step.
@@ -185,7 +187,21 @@ def evaluate(
     owned = not isinstance(artifact, Predictor)
     predictor = Predictor.load(artifact, backend=backend, **runner_opts) if owned else artifact
     try:
-        return _run(predictor, index, ks, batch_size, progress)
+        recorded = predictor.manifest.labels
+        by_name = (
+            names is None
+            and recorded is not None
+            and len(set(recorded)) == len(recorded)
+            and set(index.classes) <= set(recorded)
+        )
+        if by_name and index.classes != recorded:
+            # The artifact names its classes and every folder is one of them: match by name, so a
+            # folder holding only some of the classes still gets the right indices.
+            index = index_image_folder(data_dir, recorded)
+        report = _run(predictor, index, ks, batch_size, progress)
+        if by_name:
+            report.notes.append("folders matched to the artifact's class names")
+        return report
     finally:
         if owned:
             predictor.close()

@@ -65,6 +65,7 @@ class Manifest:
     tools: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
     parity: dict = field(default_factory=dict)
+    labels: list[str] | None = None  # class names in output order; None: ImageNet-1k or class_<i>
     created: str = ""
     format_version: int = FORMAT_VERSION
 
@@ -97,6 +98,12 @@ class Manifest:
             raise ManifestError("manifest img_size and num_classes must be integers")
         if manifest.img_size <= 0 or manifest.num_classes <= 0:
             raise ManifestError("manifest has a non-positive img_size or num_classes")
+        if manifest.labels is not None:
+            labels = manifest.labels
+            if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+                raise ManifestError("manifest labels must be a list of strings")
+            if len(labels) != manifest.num_classes:
+                raise ManifestError(f"manifest has {len(labels)} labels for {manifest.num_classes} classes")
         return manifest
 
     @classmethod

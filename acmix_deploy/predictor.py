@@ -36,6 +36,8 @@ class Predictor:
 
     def __init__(self, runner, labels: Sequence[str] | None = None) -> None:
         self.runner = runner.activate()
+        if labels is None:
+            labels = self.manifest.labels  # names recorded at export, if any
         self.labels = labels_for(self.manifest.num_classes, list(labels) if labels is not None else None)
 
     @classmethod

@@ -171,6 +171,7 @@ def export_onnx(
     tolerance: Tolerance = Tolerance(),
     measure_latency: bool = False,
     trust_pickle: bool = False,
+    labels: Sequence[str] | None = None,
     progress: Progress = _noop,
 ) -> ExportReport:
     """Export a checkpoint or module to ``path`` (``.onnx``) with a manifest sidecar.
@@ -187,6 +188,8 @@ def export_onnx(
         validate: check parity in ONNX Runtime against the original model (raise on failure).
         validate_batches: batch sizes to validate (default: 1, 2, 7 for dynamic, else the fixed batch).
         tolerance: the parity bounds.
+        labels: class names in output order, recorded in the manifest so every runtime (and
+            ``evaluate``, matching folders by name) shows them; one per class.
         measure_latency: also time ORT against the torch reference at batch 1 (for the summary).
         trust_pickle: allow arbitrary unpickling of the checkpoint.
         progress: ``callback(stage, message)`` for progress output.
@@ -246,8 +249,11 @@ def export_onnx(
         rewrite=rewrite,
         tools=_tool_versions(),
         source=source_info,
+        labels=list(labels) if labels is not None else None,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
+    if labels is not None and len(manifest.labels) != manifest.num_classes:
+        raise ExportError(f"{len(manifest.labels)} labels given for a model with {manifest.num_classes} classes")
 
     report_parity = None
     session = None

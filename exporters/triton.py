@@ -238,7 +238,7 @@ def write_triton_repository(
         staged.mkdir()
         shutil.copyfile(artifact, staged / filename)
         (Path(staging) / str(version)).rename(model_dir / str(version))
-    atomic_write_text(model_dir / "labels.txt", "\n".join(labels_for(manifest.num_classes, labels)) + "\n", force=True)
+    atomic_write_text(model_dir / "labels.txt", "\n".join(labels_for(manifest.num_classes, labels if labels is not None else manifest.labels)) + "\n", force=True)
     atomic_write_text(existing, config, force=True)
     atomic_write_text(repo / "triton_client_example.py", CLIENT_EXAMPLE, force=True)
     return TritonReport(model_dir, version, config, platform)

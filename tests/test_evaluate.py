@@ -214,3 +214,33 @@ def test_shipped_checkpoints_reach_their_recorded_accuracy(digits_test_folder, t
     swin_report = evaluate(demo_dir() / swin["file"], digits_test_folder)
     assert abs(100 * swin_report.top1 - swin["held_out_top1_percent"]) <= 0.5
     assert swin_report.top1 >= 0.95
+
+
+def test_recorded_labels_name_predictions_and_match_folders(digits_test_folder, tmp_path):
+    """Labels given at export reach the Predictor, and a folder with only some classes is matched by name."""
+    import shutil
+
+    from acmix_deploy.labels import read_labels
+    from exporters.onnx import export_onnx
+
+    labels = read_labels(demo_dir() / "digits_labels.txt")
+    onnx_path = tmp_path / "named.onnx"
+    export_onnx(demo_dir() / "digits_acmix_resnet26.pth", onnx_path, img_size=64, validate_batches=[1], labels=labels)
+    subset = tmp_path / "only-3-and-7"
+    for name in ("3", "7"):
+        shutil.copytree(digits_test_folder / name, subset / name)
+
+    report = evaluate(onnx_path, subset)
+    assert report.classes == labels and report.per_class_total[3] > 0 and report.per_class_total[7] > 0
+    assert report.top1 >= 0.9, "folders matched by name keep their true class"
+    assert any("matched" in note for note in report.notes)
+    # Without recorded names, two folders cannot be placed among ten classes: refused, not guessed.
+    with pytest.raises(EvaluationError, match="class_names"):
+        evaluate(demo_dir() / "digits_acmix_resnet26.pth", subset, img_size=64)
+
+    with Predictor.load(onnx_path) as predictor:
+        best = predictor.predict([next((subset / "7").iterdir())], top_k=1)[0][0]
+    assert predictor.labels == labels and best.label == "7"
+
+    with pytest.raises(AcmixDeployError, match="labels"):
+        export_onnx(demo_dir() / "digits_acmix_resnet26.pth", tmp_path / "bad.onnx", img_size=64, labels=["a", "b"])

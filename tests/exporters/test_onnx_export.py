@@ -11,7 +11,7 @@ import torch
 
 from acmix_deploy.checkpoint import save_checkpoint
 from acmix_deploy.fileio import OutputExistsError
-from acmix_deploy.manifest import MANIFEST_KEY, Manifest, read_sidecar
+from acmix_deploy.manifest import MANIFEST_KEY, Manifest, ManifestError, read_sidecar
 from acmix_deploy.models import build_model
 from exporters.onnx import ExportError, export_onnx, ort_session
 from exporters.validate import ParityError, Tolerance
@@ -95,6 +95,16 @@ def test_manifest_in_metadata_and_sidecar(resnet_onnx):
     assert sidecar.batch == {"dynamic": True, "min": 1, "max": 32}
     assert sidecar.opset == 20 and set(sidecar.tools) >= {"torch", "onnx", "onnxruntime", "acmix_deploy"}
     assert sidecar.parity["onnxruntime_vs_torch_reference"]["passed"] is True
+
+
+def test_manifest_labels_are_checked(resnet_onnx):
+    data = read_sidecar(resnet_onnx[0]).to_dict()
+    assert data["labels"] is None  # none given at export: ImageNet-1k or class_<i> at run time
+    named = Manifest.from_dict({**data, "labels": [f"digit {i}" for i in range(10)]})
+    assert named.labels[3] == "digit 3"
+    for bad in (["a", "b"], "0123456789", [1] * 10):
+        with pytest.raises(ManifestError, match="labels"):
+            Manifest.from_dict({**data, "labels": bad})
 
 
 def test_fixed_batch_export(resnet, tmp_path):
