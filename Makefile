@@ -22,7 +22,7 @@ demo: $(BIN)/.installed
 	$(BIN)/acmix-deploy models
 	$(BIN)/acmix-deploy inspect $(DEMO_CKPT)
 	$(BIN)/python -c "from acmix_deploy.datasets import write_digits_folder; write_digits_folder('$(DEMO_DIR)/digits-test')"
-	$(BIN)/acmix-deploy export $(DEMO_CKPT) -o $(DEMO_DIR) --name digits_r26 --img-size 64 \
+	$(BIN)/acmix-deploy export $(DEMO_CKPT) -o $(DEMO_DIR) --name digits_r26 \
 		--labels acmix_deploy/data/demo/digits_labels.txt --force
 	$(BIN)/acmix-deploy evaluate $(DEMO_DIR)/digits_r26.onnx --data $(DEMO_DIR)/digits-test
 	$(BIN)/acmix-deploy predict $(DEMO_DIR)/digits_r26.onnx $$(ls -d $(DEMO_DIR)/digits-test/7/*.png | head -2) --top-k 2

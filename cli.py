@@ -153,7 +153,10 @@ def init(
     seed: Annotated[int, typer.Option(help="Random seed for the weights.")] = 0,
     layout: Annotated[str, typer.Option(help="official | state-dict | safetensors")] = "official",
     num_classes: Annotated[int | None, typer.Option(help="Classifier size (default: the variant's).")] = None,
-    img_size: Annotated[int | None, typer.Option(help="Training resolution (Swin only).")] = None,
+    img_size: Annotated[
+        int | None,
+        typer.Option(help="Training resolution (Swin: built in; ACmix-ResNet: recorded in the checkpoint)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a randomly initialised checkpoint in the official file layout (to try the pipeline)."""
@@ -171,16 +174,25 @@ def init(
     overrides: dict = {}
     if num_classes is not None:
         overrides["num_classes"] = num_classes
+    swin = get_entry(name).family == "acmix_swin"
     if img_size is not None:
-        if get_entry(name).family != "acmix_swin":
-            raise fail("--img-size applies to Swin models only (ACmix-ResNet runs at any size)", 2)
-        overrides["img_size"] = img_size
+        if img_size < 1:
+            raise fail(f"--img-size must be >= 1, got {img_size}", 2)
+        if not swin and layout == "state-dict":
+            raise fail("a bare state dict cannot record --img-size; use --layout official or safetensors", 2)
+        if swin:
+            overrides["img_size"] = img_size
     torch.manual_seed(seed)
     try:
         model = build_model(name, **overrides)
+        if img_size is not None and not swin:
+            from acmix_deploy.models.input_size import check_input_size
+
+            check_input_size(model, img_size)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    save_checkpoint(model, output, layout=layout, name=name, force=force)
+    recorded = img_size if not swin else None
+    save_checkpoint(model, output, layout=layout, name=name, force=force, img_size=recorded)
     typer.echo(f"wrote {output} ({name}, {layout} layout, seed {seed})")
 
 

@@ -81,12 +81,14 @@ def _noop(stage: str, message: str) -> None:
 
 def _resolve(source, img_size: int | None, trust_pickle: bool) -> tuple[nn.Module, dict, int]:
     """(reference model, source description, img_size)."""
+    recorded = 224  # ACmix-ResNet tensors do not record a resolution; ImageNet's is the default
     if isinstance(source, nn.Module):
         model, info = source.eval(), {"type": "module", "class": type(source).__name__}
     else:
         ckpt = read_checkpoint(source, trust_pickle=trust_pickle)
         overrides = {"img_size": img_size} if img_size and ckpt.spec.family == "acmix_swin" else {}
         model = ckpt.to_model(**overrides)
+        recorded = ckpt.spec.img_size  # from the checkpoint's metadata when our writers stored it
         info = {
             "type": "checkpoint",
             "file": Path(source).name,
@@ -101,7 +103,7 @@ def _resolve(source, img_size: int | None, trust_pickle: bool) -> tuple[nn.Modul
             raise ExportError(f"this Swin-ACmix model is fixed to {model.img_size} px; --img-size {img_size} differs")
         size = model.img_size
     else:
-        size = img_size or 224
+        size = img_size or recorded
     try:
         check_input_size(model, size)
     except ValueError as exc:

@@ -51,7 +51,7 @@ class TorchRunner(Runner):
         family = ckpt.spec.family
         overrides = {"img_size": self.img_size} if self.img_size and family == "acmix_swin" else {}
         model = ckpt.to_model(**overrides)
-        size = model.img_size if family == "acmix_swin" else (self.img_size or 224)
+        size = model.img_size if family == "acmix_swin" else (self.img_size or ckpt.spec.img_size)
         try:
             check_input_size(model, size)
         except ValueError as exc:

@@ -176,7 +176,8 @@ def train_one(key: str, args, images: np.ndarray, labels: np.ndarray, out: Path)
     train_seconds = time.perf_counter() - t0
 
     model.eval()
-    ckpt = save_checkpoint(model, out / filename, layout="official", name=variant, force=True)
+    size = DIGITS_SIZE if family == "acmix_resnet" else None  # Swin records it in its config
+    ckpt = save_checkpoint(model, out / filename, layout="official", name=variant, force=True, img_size=size)
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_digits_folder(Path(tmp) / "digits-test", split="test")
         opts = {"img_size": DIGITS_SIZE} if family == "acmix_resnet" else {}

@@ -61,13 +61,26 @@ def test_init_is_deterministic_and_never_clobbers(tmp_path):
     assert not [p for p in a.parent.iterdir() if p.name.endswith(".partial")]
 
 
+def test_resnet_input_size_recorded_by_init_is_used_by_export(tmp_path):
+    ckpt = tmp_path / "r26.pth"
+    assert run_cli("init", "acmix_resnet26", "-o", str(ckpt), "--img-size", "64").returncode == 0
+    shown = run_cli("inspect", str(ckpt)).stdout
+    assert "64 px" in shown and "img_size" not in shown.split("assumed")[-1].split("\n")[0]
+    proc = run_cli("export", str(ckpt), "-o", str(tmp_path), "--skip-latency")
+    assert proc.returncode == 0, proc.stderr
+    from acmix_deploy.manifest import read_sidecar
+
+    assert read_sidecar(tmp_path / "r26.onnx").img_size == 64
+
+
 @pytest.mark.parametrize(
     ("args", "code", "fragment"),
     [
         (("inspect", "/nonexistent/x.pth"), 1, "no such file"),
         (("init", "resnet50", "-o", "x.pth"), 2, "unknown model"),
         (("init", "acmix_resnet26", "-o", "x.pth", "--layout", "zip"), 2, "unknown layout"),
-        (("init", "acmix_resnet26", "-o", "x.pth", "--img-size", "96"), 2, "Swin models only"),
+        (("init", "acmix_resnet26", "-o", "x.pth", "--img-size", "96", "--layout", "state-dict"), 2, "cannot record"),
+        (("init", "acmix_resnet26", "-o", "x.pth", "--img-size", "8"), 2, "too small"),
         (("init", "acmix_swin_tiny", "-o", "x.pth", "--img-size", "64"), 2, "not a multiple of window_size"),
         (("init", "acmix_resnet26", "-o", "/proc/nope/x.pth"), 1, "cannot write"),
         (("init", "acmix_resnet26"), 2, "--output"),

@@ -237,7 +237,7 @@ def _find_state_dict(raw: object, path: Path) -> tuple[dict[str, torch.Tensor], 
 
 def _metadata(raw: Mapping, weights_key: str) -> dict:
     out: dict = {"weights_key": weights_key}
-    for key in ("epoch", "arch", "best_acc1", "max_accuracy", "acc1"):
+    for key in ("epoch", "arch", "best_acc1", "max_accuracy", "acc1", "img_size"):
         if key in raw:
             out[key] = _plain(raw[key])
     for key in ("optimizer", "lr_scheduler", "scheduler", "amp"):
@@ -249,12 +249,20 @@ def _metadata(raw: Mapping, weights_key: str) -> dict:
 
 
 def _apply_stored_config(spec: ModelSpec, metadata: Mapping) -> ModelSpec:
-    """Take the training resolution from a stored Swin config when the tensors could not tell it."""
-    config = metadata.get("config")
-    if "img_size" not in spec.assumed or not isinstance(config, Mapping):
+    """Take the training resolution from the checkpoint's metadata when the tensors could not tell it.
+
+    Sources: an ``img_size`` entry (our writers add it to ACmix-ResNet checkpoints; safetensors
+    metadata holds it as a string) or a stored Swin config's ``DATA.IMG_SIZE``.
+    """
+    if "img_size" not in spec.assumed:
         return spec
-    size = config.get("DATA", {}).get("IMG_SIZE") if isinstance(config.get("DATA"), Mapping) else None
-    if isinstance(size, int) and size > 0:
+    size = metadata.get("img_size")
+    if isinstance(size, str) and size.isdigit():
+        size = int(size)
+    config = metadata.get("config")
+    if not isinstance(size, int) and isinstance(config, Mapping) and isinstance(config.get("DATA"), Mapping):
+        size = config["DATA"].get("IMG_SIZE")
+    if type(size) is int and 0 < size <= 4096:
         return spec.with_overrides(img_size=size)
     return spec
 

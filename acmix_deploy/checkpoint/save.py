@@ -78,18 +78,27 @@ def swin_config(model: nn.Module, name: str) -> _CfgNode:
     return cfg
 
 
-def official_payload(model: nn.Module, name: str, *, epoch: int = 0) -> dict:
-    """The dict the official training script would save for this model."""
+def official_payload(model: nn.Module, name: str, *, epoch: int = 0, img_size: int | None = None) -> dict:
+    """The dict the official training script would save for this model.
+
+    ``img_size`` (ACmix-ResNet only) adds an ``img_size`` entry: no tensor of an ACmix-ResNet
+    records its training resolution, and the official loader reads only ``state_dict``, so the
+    extra key costs nothing there and spares our users ``--img-size``. Swin's resolution is in its
+    config (and its buffers).
+    """
     sd = model.state_dict()
     optimizer = {"state": {}, "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": list(range(len(sd)))}]}
     if family_of(model) == "acmix_resnet":
-        return {
+        payload = {
             "epoch": epoch,
             "arch": name,
             "state_dict": {f"module.{k}": v for k, v in sd.items()},
             "best_acc1": torch.tensor(0.0),
             "optimizer": optimizer,
         }
+        if img_size is not None:
+            payload["img_size"] = int(img_size)
+        return payload
     return {
         "model": sd,
         "optimizer": optimizer,
@@ -101,17 +110,31 @@ def official_payload(model: nn.Module, name: str, *, epoch: int = 0) -> dict:
 
 
 def save_checkpoint(
-    model: nn.Module, path: str | Path, *, layout: str = "official", name: str = "", force: bool = False
+    model: nn.Module,
+    path: str | Path,
+    *,
+    layout: str = "official",
+    name: str = "",
+    force: bool = False,
+    img_size: int | None = None,
 ) -> Path:
-    """Write ``model``'s weights to ``path`` atomically in one of :data:`LAYOUTS`."""
+    """Write ``model``'s weights to ``path`` atomically in one of :data:`LAYOUTS`.
+
+    ``img_size``: the training resolution of an ACmix-ResNet, recorded in the official layout
+    (an ``img_size`` entry) and in safetensors metadata, so loading needs no ``--img-size``.
+    A bare state dict has nowhere to keep it.
+    """
     if layout not in LAYOUTS:
         raise AcmixDeployError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if img_size is not None and (type(img_size) is not int or img_size <= 0):
+        raise AcmixDeployError(f"img_size must be a positive integer, got {img_size!r}")
     with atomic_output(path, force=force) as tmp:
         if layout == "safetensors":
-            tmp.write_bytes(safetensors_bytes(model.state_dict(), {"format": "pt", "arch": name}))
+            meta = {"format": "pt", "arch": name} | ({"img_size": str(img_size)} if img_size else {})
+            tmp.write_bytes(safetensors_bytes(model.state_dict(), meta))
         elif layout == "state-dict":
             torch.save(model.state_dict(), tmp)
         else:
             with yacs_importable():
-                torch.save(official_payload(model, name), tmp)
+                torch.save(official_payload(model, name, img_size=img_size), tmp)
     return Path(path)

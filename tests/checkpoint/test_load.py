@@ -206,3 +206,25 @@ def test_yacs_helper_restores_sys_modules():
     with yacs_importable() as cls:
         assert sys.modules["yacs.config"].CfgNode is cls
     assert "yacs" not in sys.modules and "yacs.config" not in sys.modules
+
+
+@pytest.mark.parametrize("layout", ["official", "safetensors"])
+def test_resnet_input_size_recorded_by_our_writer(tmp_path, layout):
+    """No ACmix-ResNet tensor records the resolution; our writers store it and the reader uses it."""
+    model = acmix_deploy.build_model("acmix_resnet26", **SMALL_RESNET)
+    path = save_checkpoint(model, tmp_path / "r.pth", layout=layout, img_size=96)
+    spec = read_checkpoint(path).spec
+    assert spec.img_size == 96 and "img_size" not in spec.assumed and "k_att" in spec.assumed
+    plain = read_checkpoint(save_checkpoint(model, tmp_path / "p.pth", layout=layout)).spec
+    assert plain.img_size == 224 and "img_size" in plain.assumed
+    with pytest.raises(acmix_deploy.AcmixDeployError, match="img_size"):
+        save_checkpoint(model, tmp_path / "bad.pth", img_size=0)
+
+
+@pytest.mark.parametrize("bogus", ["big", -5, 10**9, 3.5, True])
+def test_bogus_recorded_input_size_is_ignored(tmp_path, bogus):
+    payload = official_payload(acmix_deploy.build_model("acmix_resnet26", **SMALL_RESNET), "acmix_resnet26")
+    payload["img_size"] = bogus
+    torch.save(payload, tmp_path / "b.pth")
+    spec = read_checkpoint(tmp_path / "b.pth").spec
+    assert spec.img_size == 224 and "img_size" in spec.assumed
