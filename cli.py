@@ -224,7 +224,10 @@ def export(
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow arbitrary unpickling (runs code).")
     ] = False,
-    precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8 (also writes NAME.<precision>.onnx).")] = "fp32",
+    precision: Annotated[
+        str,
+        typer.Option(help="fp32 | fp16 | int8, or several (fp16,int8): each also writes NAME.<precision>.onnx."),
+    ] = "fp32",
     calib: Annotated[Path | None, typer.Option(help="int8: calibration images (folder).")] = None,
     calib_samples: Annotated[int, typer.Option(help="int8: calibration images to use.")] = 256,
     calib_method: Annotated[str, typer.Option(help="int8: minmax | entropy | percentile.")] = "minmax",
@@ -252,11 +255,12 @@ def export(
         raise fail(f"--max-batch must be >= 1, got {max_batch}", 2)
     if opset < 17:
         raise fail(f"--opset must be >= 17 (LayerNormalization), got {opset}", 2)
-    if precision not in ("fp32", "fp16", "int8"):
-        raise fail(f"--precision must be fp32, fp16 or int8, got {precision!r}", 2)
+    precisions = list(dict.fromkeys(p.strip() for p in precision.split(",") if p.strip()))
+    if not precisions or any(p not in ("fp32", "fp16", "int8") for p in precisions):
+        raise fail(f"--precision must be fp32, fp16, int8 or a comma-separated list of them, got {precision!r}", 2)
     if calib_method not in ("minmax", "entropy", "percentile") or int8_target not in ("cpu", "cpu-dynamic", "tensorrt"):
         raise fail("--calib-method must be minmax|entropy|percentile and --int8-target cpu|cpu-dynamic|tensorrt", 2)
-    if precision == "int8" and calib is None and int8_target != "cpu-dynamic":
+    if "int8" in precisions and calib is None and int8_target != "cpu-dynamic":
         raise fail("--precision int8 needs --calib DIR (calibration images), except --int8-target cpu-dynamic", 2)
     if calib_samples < 1:
         raise fail(f"--calib-samples must be >= 1, got {calib_samples}", 2)
@@ -295,13 +299,12 @@ def export(
         labels=class_names,
         progress=progress,
     )
-    variant_note = ""
-    engine_source = report.path
-    if precision != "fp32":
+    variants: list[tuple[str, Path, str]] = []  # (precision, ONNX, what its conversion measured)
+    for reduced in (p for p in precisions if p != "fp32"):
         from exporters.precision import to_fp16, to_int8, to_int8_dynamic
 
-        variant = report.path.with_name(f"{report.path.stem}.{precision}.onnx")
-        if precision == "fp16":
+        variant = report.path.with_name(f"{report.path.stem}.{reduced}.onnx")
+        if reduced == "fp16":
             result = to_fp16(report.path, variant, force=force, eval_dir=eval_data)
         elif int8_target == "cpu-dynamic":
             result = to_int8_dynamic(report.path, variant, force=force, eval_dir=eval_data)
@@ -316,18 +319,22 @@ def export(
                 force=force,
                 eval_dir=eval_data,
             )
-        variant_note = result.describe()
-        progress(precision, f"{variant}: {variant_note}")
-        engine_source = variant  # an engine, if asked for, is built from the reduced-precision ONNX
+        variants.append((reduced, variant, result.describe()))
+        progress(reduced, f"{variant}: {variants[-1][2]}")
     if fmt != "onnx":
         from exporters.tensorrt import build_engine
 
-        engine_path = engine_source.with_suffix(".engine")
-        build_engine(engine_source, engine_path, force=force, progress=progress)
-        if fmt == "engine":  # keep only the engine (and the ONNX's sidecar, which the engine embeds)
+        # An engine per requested precision: the reduced-precision ONNX carries its types.
+        sources = [report.path] if "fp32" in precisions or not variants else []
+        for source in sources + [path for _, path, _ in variants]:
+            build_engine(source, source.with_suffix(".engine"), force=force, progress=progress)
+        if fmt == "engine":  # keep only the engines (and the ONNX's sidecar, which each engine embeds)
             report.path.unlink()
     if json_out:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        out = report.to_dict()
+        if variants:
+            out["variants"] = [{"precision": p, "path": str(path), "result": note} for p, path, note in variants]
+        typer.echo(json.dumps(out, indent=2))
         return
     parity = report.parity
     lat = report.latency_ms
@@ -341,7 +348,7 @@ def export(
         ("nodes", f"{report.nodes}  (" + ", ".join(f"{k} {v}" for k, v in list(report.ops.items())[:6]) + ", ...)"),
         ("size", f"{report.size_bytes / 1e6:.1f} MB"),
         ("parity", parity.describe() if parity else "not checked"),
-        *([(precision, variant_note)] if variant_note else []),
+        *[(p, f"{path.name}: {note}") for p, path, note in variants],
         ("time", f"{time.perf_counter() - started:.1f} s"),
     ]
     if lat:
@@ -697,7 +704,9 @@ def build(
 
 @app.command()
 def evaluate(
-    artifact: Annotated[Path, typer.Argument(help="Checkpoint, ONNX model or engine.")],
+    artifacts: Annotated[
+        list[Path], typer.Argument(help="Checkpoint, ONNX model or engine; several give one comparison table.")
+    ],
     data: Annotated[Path, typer.Option("--data", help="Image folder: one sub-folder per class (ImageNet val layout).")],
     top_k: Annotated[str, typer.Option("--top-k", help="Comma-separated k values, e.g. 1,5.")] = "1,5",
     backend: Annotated[str | None, typer.Option(help="torch | onnxruntime | tensorrt (default: by suffix).")] = None,
@@ -707,40 +716,54 @@ def evaluate(
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the JSON file.")] = False,
 ) -> None:
-    """Top-k accuracy of any artifact on an image folder, with the artifact's own preprocessing."""
+    """Top-k accuracy of any artifact on an image folder, with the artifact's own preprocessing.
+
+    With several artifacts (say the fp32, fp16 and int8 exports), each is evaluated on the same
+    images and one table compares accuracy, top-1 agreement with the first, and throughput.
+    """
     from acmix_deploy.evaluate import evaluate as run_evaluate
-    from acmix_deploy.evaluate import format_report
+    from acmix_deploy.evaluate import format_comparison, format_report
     from acmix_deploy.fileio import atomic_write_text, check_writable
 
     ks = _csv_ints(top_k, "--top-k")
     _check_backend(backend)
     if batch_size < 1:
         raise fail(f"--batch-size must be >= 1, got {batch_size}", 2)
-    if not artifact.exists():
-        raise fail(f"{artifact}: no such file")
+    for artifact in artifacts:
+        if not artifact.exists():
+            raise fail(f"{artifact}: no such file")
     if json_file:
         check_writable(json_file, force=force)
     opts = {"img_size": img_size} if img_size else {}
 
     def progress(done: int, total: int) -> None:
-        typer.echo(f"\r{done}/{total} images", nl=done >= total, err=True)
+        if sys.stderr.isatty():  # a carriage-return counter; logs and pipes get the result only
+            typer.echo(f"\r{done}/{total} images", nl=done >= total, err=True)
 
-    report = run_evaluate(
-        artifact,
-        data,
-        top_k=tuple(ks),
-        backend=backend,
-        batch_size=batch_size,
-        class_names=classes,
-        progress=progress,
-        **opts,
-    )
-    typer.echo(format_report(report))
-    recorded = _recorded_precision(artifact)
-    if recorded:
-        typer.echo(f"manifest    {recorded}")
+    reports, precisions = [], []
+    for artifact in artifacts:
+        report = run_evaluate(
+            artifact,
+            data,
+            top_k=tuple(ks),
+            backend=backend,
+            batch_size=batch_size,
+            class_names=classes,
+            progress=progress,
+            **opts,
+        )
+        reports.append(report)
+        recorded = _recorded_precision(artifact)
+        precisions.append(recorded.split(";")[0].removeprefix("precision ") if recorded else "")
+        if len(artifacts) == 1:
+            typer.echo(format_report(report))
+            if recorded:
+                typer.echo(f"manifest    {recorded}")
+    if len(artifacts) > 1:
+        typer.echo(format_comparison(reports, precisions))
     if json_file:
-        atomic_write_text(json_file, json.dumps(report.to_dict(), indent=2, default=str) + "\n", force=force)
+        data_out = [r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict()
+        atomic_write_text(json_file, json.dumps(data_out, indent=2, default=str) + "\n", force=force)
 
 
 def main() -> None:

@@ -289,3 +289,34 @@ def format_report(report: EvalReport, *, max_classes: int = 20) -> str:
     lines += [f"  {name:<{width}}  {100.0 * c / t:6.2f}%  ({c}/{t})" for _, name, c, t in rows]
     lines += [f"note        {note}" for note in report.notes]
     return "\n".join(lines)
+
+
+def format_comparison(reports: Sequence[EvalReport], precisions: Sequence[str] | None = None) -> str:
+    """One table for several artifacts evaluated on the same images: accuracy, agreement, speed.
+
+    Agreement is the share of images whose top-1 class equals the first artifact's (the reference,
+    usually the fp32 export): a reduced-precision model can keep its accuracy while flipping
+    individual answers, and this is where that shows.
+
+    Raises:
+        EvaluationError: the reports are not over the same images in the same order.
+    """
+    if not reports:
+        raise EvaluationError("no reports to compare")
+    first = reports[0]
+    for report in reports[1:]:
+        if report.paths != first.paths:
+            raise EvaluationError(f"{report.artifact} was evaluated on other images than {first.artifact}")
+    ks = [k for k in first.top_k if all(k in r.top_k for r in reports)]
+    names = [Path(r.artifact).name for r in reports]
+    width = max(len("artifact"), *(len(n) for n in names))
+    header = f"{'artifact':<{width}}  {'precision':<9}" + "".join(f"{f'top-{k}':>9}" for k in ks)
+    header += f"{'agree':>9}{'images/s':>10}"
+    lines = [f"{first.num_images} images, {len(first.classes)} classes; agree = same top-1 as {names[0]}", header]
+    for i, (name, report) in enumerate(zip(names, reports, strict=True)):
+        same = sum(a == b for a, b in zip(report.predictions, first.predictions, strict=True))
+        precision = precisions[i] if precisions else ""
+        rate = report.num_images / report.seconds if report.seconds > 0 else float("inf")
+        cells = "".join(f"{100.0 * report.accuracy[k]:8.2f}%" for k in ks)
+        lines.append(f"{name:<{width}}  {precision:<9}{cells}{100.0 * same / first.num_images:8.2f}%{rate:10.1f}")
+    return "\n".join(lines)

@@ -244,3 +244,37 @@ def test_recorded_labels_name_predictions_and_match_folders(digits_test_folder, 
 
     with pytest.raises(AcmixDeployError, match="labels"):
         export_onnx(demo_dir() / "digits_acmix_resnet26.pth", tmp_path / "bad.onnx", img_size=64, labels=["a", "b"])
+
+
+def test_cli_exports_several_precisions_and_compares_them_in_one_table(digits_test_folder, tmp_path):
+    from tests.test_cli import run_cli
+
+    ckpt = demo_dir() / "digits_acmix_resnet26.pth"
+    proc = run_cli(
+        "export", str(ckpt), "-o", str(tmp_path), "--name", "d", "--precision", "fp16,int8",
+        "--int8-target", "cpu-dynamic", "--skip-latency",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    artifacts = [tmp_path / "d.onnx", tmp_path / "d.fp16.onnx", tmp_path / "d.int8.onnx"]
+    assert all(path.is_file() for path in artifacts)
+    proc = run_cli(
+        "evaluate", *map(str, artifacts), "--data", str(digits_test_folder), "--json", str(tmp_path / "e.json")
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.startswith("d.")}
+    assert set(rows) == {"d.onnx", "d.fp16.onnx", "d.int8.onnx"}
+    assert rows["d.fp16.onnx"][1] == "mixed" and rows["d.int8.onnx"][1] == "int8"
+    assert rows["d.onnx"][-2] == "100.00%"  # the reference agrees with itself
+    assert float(rows["d.fp16.onnx"][-2].rstrip("%")) >= 99.0
+    reports = json.loads((tmp_path / "e.json").read_text())
+    assert [r["artifact"] for r in reports] == [str(p) for p in artifacts]
+
+
+def test_comparison_refuses_reports_over_different_images(small_artifacts, folder, tmp_path):
+    from acmix_deploy.evaluate import format_comparison
+
+    a = evaluate(small_artifacts["onnx"], folder)
+    b = evaluate(small_artifacts["onnx"], write_folder(tmp_path / "other", CLASSES, 1, seed=3))
+    assert "agree" in format_comparison([a, a])
+    with pytest.raises(EvaluationError, match="other images"):
+        format_comparison([a, b])

@@ -66,11 +66,12 @@ class BenchmarkResult:
         return buf.getvalue()
 
     def table(self) -> str:
-        head = f"{'artifact':<28} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'img/s':>8} {'vs first':>9}"
+        w = min(60, max([len("artifact"), *(len(r.artifact) for r in self.rows)]))
+        head = f"{'artifact':<{w}} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'img/s':>8} {'vs first':>9}"
         lines = [head]
         for r in self.rows:
             lines.append(
-                f"{r.artifact[:28]:<28} {r.batch:>5} {r.stats.p50:>9.2f} {r.stats.p90:>9.2f} {r.stats.p99:>9.2f} "
+                f"{r.artifact[:w]:<{w}} {r.batch:>5} {r.stats.p50:>9.2f} {r.stats.p90:>9.2f} {r.stats.p99:>9.2f} "
                 f"{r.throughput:>8.1f} {r.ratio_vs_first:>8.2f}x"
             )
         return "\n".join(lines)
