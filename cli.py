@@ -420,6 +420,9 @@ def _recorded_precision(artifact: Path) -> str:
             f"; recorded at export: top-1 {accuracy['top1_percent']}% vs fp32 {accuracy.get('fp32_top1_percent')}%"
             f" on {accuracy.get('images')} images, agreement {accuracy.get('top1_agreement_percent')}%"
         )
+    speed = report.get("speed") if isinstance(report, dict) else None
+    if isinstance(speed, dict) and "speedup_vs_fp32" in speed:
+        text += f"; ORT CPU batch 1 {speed['speedup_vs_fp32']}x fp32 speed"
     return text
 
 

@@ -77,6 +77,7 @@ class PrecisionReport:
     parity: dict
     accuracy: dict | None = None
     details: dict = field(default_factory=dict)
+    speed: dict | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -96,6 +97,12 @@ class PrecisionReport:
                 f"; top-1 {acc['top1_percent']:.2f}% (fp32 {acc['fp32_top1_percent']:.2f}%, "
                 f"agreement {acc['top1_agreement_percent']:.2f}%)"
             )
+        if self.speed:
+            s = self.speed
+            text += f"; ORT CPU batch 1: {s['variant_p50_ms']:.2f} ms vs fp32 {s['fp32_p50_ms']:.2f} ms"
+            text += f" ({s['speedup_vs_fp32']:.2f}x)"
+            if s["speedup_vs_fp32"] < 1.0:
+                text += " - slower than fp32 on this CPU"
         return text
 
 
@@ -161,6 +168,7 @@ def _write_report(
     started: float,
 ) -> PrecisionReport:
     """Write the variant with its updated manifest, and describe it: the common end of every conversion."""
+    report["speed"] = _cpu_speed_vs_fp32(src, model, manifest.img_size)
     _write(model, _manifest_dict(manifest, report["precision"], report, extra), dst, force)
     return PrecisionReport(
         path=dst,
@@ -172,8 +180,36 @@ def _write_report(
         parity=report["parity"],
         accuracy=report["accuracy"],
         details=report["details"],
+        speed=report["speed"],
         seconds=time.perf_counter() - started,
     )
+
+
+def _cpu_speed_vs_fp32(src: str | Path, variant: onnx.ModelProto, img_size: int, rounds: int = 9) -> dict:
+    """Batch-1 latency of the variant and its fp32 source in ONNX Runtime on this CPU, interleaved.
+
+    Recorded so nobody ships an int8 model that is slower here than the fp32 one it replaces
+    (without VNNI, or for small models, it often is). It says nothing about TensorRT on a GPU.
+    """
+    from acmix_deploy.profiling.interleaved import time_interleaved
+
+    fp32, reduced = _session(src), _session(variant)
+    x = random_inputs(1, img_size, seed=11)
+    name = fp32.get_inputs()[0].name
+    stats = time_interleaved(
+        {"fp32": lambda: fp32.run(None, {name: x}), "variant": lambda: reduced.run(None, {name: x})},
+        rounds=rounds,
+        warmup=2,
+    )
+    a, b = stats["fp32"].p50, stats["variant"].p50
+    return {
+        "runtime": "onnxruntime CPUExecutionProvider",
+        "batch": 1,
+        "rounds": rounds,
+        "fp32_p50_ms": round(a, 3),
+        "variant_p50_ms": round(b, 3),
+        "speedup_vs_fp32": round(a / b, 3),
+    }
 
 
 def _session(model: onnx.ModelProto | str | Path, threads: int = 0, optimized_path: str | None = None):

@@ -222,6 +222,10 @@ def test_dynamic_int8_runs_and_records_itself(small_artifacts, tmp_path):
     assert report.parity["cosine_min"] >= 0.99 and report.parity["passed"]
     data = json.loads((tmp_path / "dyn.onnx.json").read_text())
     assert data["precision"] == "int8" and data["int8_target"] == "cpu-dynamic"
+    speed = data["precision_report"]["speed"]  # measured side by side, so a slower int8 is visible
+    assert speed["fp32_p50_ms"] > 0 and speed["variant_p50_ms"] > 0 and speed["batch"] == 1
+    assert speed["speedup_vs_fp32"] == pytest.approx(speed["fp32_p50_ms"] / speed["variant_p50_ms"], rel=0.01)
+    assert "ORT CPU batch 1" in report.describe()
     assert read_sidecar(dst).precision == "int8"
     x = np.zeros((2, 3, 64, 64), np.float32)
     assert ort_session(dst).run(None, {"input": x})[0].shape == (2, 10)
