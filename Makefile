@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test lint clean
+.PHONY: demo test gpu lint clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,10 @@ lint: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)
+
+# The GPU suite and the GPU benchmark, for a machine with an NVIDIA GPU (CUDA torch, TensorRT, onnxruntime-gpu).
+# TORCH_SPEC picks the CUDA build there: make gpu TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+gpu: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e ".[tensorrt]"
+	$(BIN)/python -m pytest -m "gpu or tensorrt" -v -rs -s
+	$(BIN)/python scripts/bench_gpu.py --models acmix_resnet50,acmix_swin_tiny --batches 1,8,32 --out gpu-bench
