@@ -82,7 +82,15 @@ def candidates(name: str, work: Path, max_batch: int, gpu: bool, skipped: list[s
     cache = work / "timing.cache"
     for label, src, precision in (("TensorRT fp32", fp32, "fp32"), ("TensorRT fp16", mixed, "fp16")):
         engine = src.with_suffix(".engine")
-        build_engine(src, engine, precision=precision, opt_batch=8, max_batch=max_batch, timing_cache=cache, force=True)
+        build_engine(
+            src,
+            engine,
+            precision=precision,
+            opt_batch=min(8, max_batch),
+            max_batch=max_batch,
+            timing_cache=cache,
+            force=True,
+        )
         pairs.append((label, TensorRTRunner(engine)))
     return pairs
 
