@@ -266,19 +266,34 @@ def export(
         raise fail(f"--calib-samples must be >= 1, got {calib_samples}", 2)
     if fmt not in ("onnx", "engine", "all"):
         raise fail(f"--format must be onnx, engine or all, got {fmt!r}", 2)
+    reduced = [p for p in precisions if p != "fp32"]
+    if reduced and batch is not None:
+        raise fail("fp16/int8 variants need a dynamic-batch export; drop --batch", 2)
+    if fmt != "onnx" and "int8" in precisions and int8_target != "tensorrt":
+        raise fail("an int8 engine needs the TensorRT form: add --int8-target tensorrt (symmetric Q/DQ)", 2)
     if fmt != "onnx":
         from runtimes.tensorrt import import_tensorrt
 
         import_tensorrt()  # fail fast, before the export, when TensorRT is missing
     if not checkpoint.is_file():
         raise fail(f"{checkpoint}: no such file")
+    out_dir = output_dir if output_dir is not None else checkpoint.parent
+    target = out_dir / f"{name or artifact_stem(checkpoint)}.onnx"
+    planned = [target] + [target.with_name(f"{target.stem}.{p}.onnx") for p in reduced]
+    engines = [] if fmt == "onnx" else [o.with_suffix(".engine") for o in (planned[1:] or planned)]
+    if fmt != "onnx" and "fp32" in precisions and reduced:
+        engines.insert(0, target.with_suffix(".engine"))
+    from acmix_deploy.fileio import check_writable
+    from acmix_deploy.manifest import sidecar_path
+
+    for path in planned + engines:  # refuse before any work, not after the first artifact is written
+        check_writable(path, force=force)
+        check_writable(sidecar_path(path), force=force)
     class_names = None
     if labels is not None:
         from acmix_deploy.labels import read_labels
 
         class_names = read_labels(labels)
-    out_dir = output_dir if output_dir is not None else checkpoint.parent
-    target = out_dir / f"{name or artifact_stem(checkpoint)}.onnx"
     started = time.perf_counter()
 
     def progress(stage: str, message: str) -> None:
@@ -300,11 +315,11 @@ def export(
         progress=progress,
     )
     variants: list[tuple[str, Path, str]] = []  # (precision, ONNX, what its conversion measured)
-    for reduced in (p for p in precisions if p != "fp32"):
+    for lower in reduced:
         from exporters.precision import to_fp16, to_int8, to_int8_dynamic
 
-        variant = report.path.with_name(f"{report.path.stem}.{reduced}.onnx")
-        if reduced == "fp16":
+        variant = report.path.with_name(f"{report.path.stem}.{lower}.onnx")
+        if lower == "fp16":
             result = to_fp16(report.path, variant, force=force, eval_dir=eval_data)
         elif int8_target == "cpu-dynamic":
             result = to_int8_dynamic(report.path, variant, force=force, eval_dir=eval_data)
@@ -319,15 +334,17 @@ def export(
                 force=force,
                 eval_dir=eval_data,
             )
-        variants.append((reduced, variant, result.describe()))
-        progress(reduced, f"{variant}: {variants[-1][2]}")
+        variants.append((lower, variant, result.describe()))
+        progress(lower, f"{variant}: {variants[-1][2]}")
     if fmt != "onnx":
         from exporters.tensorrt import build_engine
 
         # An engine per requested precision: the reduced-precision ONNX carries its types.
-        sources = [report.path] if "fp32" in precisions or not variants else []
-        for source in sources + [path for _, path, _ in variants]:
-            build_engine(source, source.with_suffix(".engine"), force=force, progress=progress)
+        sources = [("fp32", report.path)] if "fp32" in precisions or not variants else []
+        for engine_precision, source in sources + [(p, path) for p, path, _ in variants]:
+            build_engine(
+                source, source.with_suffix(".engine"), precision=engine_precision, force=force, progress=progress
+            )
         if fmt == "engine":  # keep only the engines (and the ONNX's sidecar, which each engine embeds)
             report.path.unlink()
     if json_out:
@@ -396,6 +413,34 @@ def _shared_img_size(paths: list[Path], backend: str | None, img_size: int | Non
         if (backend or backend_for(path)) != "torch":
             with open_runner(path, backend) as runner:
                 return runner.manifest.img_size
+    return None
+
+
+def _shared_class_names(artifacts: list[Path], data: Path) -> list[str] | None:
+    """Class names recorded by one of the artifacts, when the folders fit them: used for all.
+
+    Artifacts compared side by side must index the folders alike; one that names its classes
+    (``export --labels``) decides for those that do not (a checkpoint, an older export).
+    """
+    from acmix_deploy.errors import AcmixDeployError
+    from acmix_deploy.evaluate import index_image_folder, labels_fit_folders
+    from acmix_deploy.manifest import sidecar_path
+
+    try:
+        folders = index_image_folder(data).classes
+    except AcmixDeployError:
+        return None  # evaluate reports the folder problem itself
+    for artifact in artifacts:
+        try:
+            data_ = json.loads(sidecar_path(artifact).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data_, dict):
+            continue
+        inner = data_.get("manifest")  # an engine sidecar nests the ONNX's manifest
+        labels = data_.get("labels", inner.get("labels") if isinstance(inner, dict) else None)
+        if isinstance(labels, list) and all(isinstance(x, str) for x in labels) and labels_fit_folders(labels, folders):
+            return labels
     return None
 
 
@@ -716,7 +761,9 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Images per inference call.")] = 32,
     img_size: Annotated[int | None, typer.Option(help="Input size for ACmix-ResNet checkpoints (default 224).")] = None,
     classes: Annotated[Path | None, typer.Option(help="Labels file naming the model's classes in index order.")] = None,
-    json_file: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON (a list of reports for several artifacts).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the JSON file.")] = False,
 ) -> None:
     """Top-k accuracy of any artifact on an image folder, with the artifact's own preprocessing.
@@ -737,7 +784,10 @@ def evaluate(
             raise fail(f"{artifact}: no such file")
     if json_file:
         check_writable(json_file, force=force)
-    opts = {"img_size": img_size} if img_size else {}
+    from runtimes import backend_for
+
+    if classes is None and len(artifacts) > 1:
+        classes = _shared_class_names(artifacts, data)
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():  # a carriage-return counter; logs and pipes get the result only
@@ -745,6 +795,8 @@ def evaluate(
 
     reports, precisions = [], []
     for artifact in artifacts:
+        torch_backend = (backend or backend_for(artifact)) == "torch"
+        opts = {"img_size": img_size} if img_size and torch_backend else {}
         report = run_evaluate(
             artifact,
             data,

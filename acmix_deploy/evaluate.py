@@ -132,6 +132,15 @@ def index_image_folder(root: str | Path, class_names: Sequence[str] | None = Non
     return ImageFolderIndex(root, classes, samples)
 
 
+def labels_fit_folders(labels: Sequence[str] | None, folders: Sequence[str]) -> bool:
+    """Whether class folders can be matched to an artifact's class names by name.
+
+    True when the artifact names its classes (unique names) and every folder is one of them;
+    then the folder called ``labels[i]`` holds class ``i``, whatever the sorted folder order.
+    """
+    return labels is not None and len(set(labels)) == len(labels) and set(folders) <= set(labels)
+
+
 def _images_under(folder: Path) -> list[Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -187,17 +196,11 @@ def evaluate(
     owned = not isinstance(artifact, Predictor)
     predictor = Predictor.load(artifact, backend=backend, **runner_opts) if owned else artifact
     try:
-        recorded = predictor.manifest.labels
-        by_name = (
-            names is None
-            and recorded is not None
-            and len(set(recorded)) == len(recorded)
-            and set(index.classes) <= set(recorded)
-        )
-        if by_name and index.classes != recorded:
+        by_name = names is None and labels_fit_folders(predictor.manifest.labels, index.classes)
+        if by_name:
             # The artifact names its classes and every folder is one of them: match by name, so a
             # folder holding only some of the classes still gets the right indices.
-            index = index_image_folder(data_dir, recorded)
+            index = index_image_folder(data_dir, predictor.manifest.labels)
         report = _run(predictor, index, ks, batch_size, progress)
         if by_name:
             report.notes.append("folders matched to the artifact's class names")
@@ -305,8 +308,9 @@ def format_comparison(reports: Sequence[EvalReport], precisions: Sequence[str] |
         raise EvaluationError("no reports to compare")
     first = reports[0]
     for report in reports[1:]:
-        if report.paths != first.paths:
+        if sorted(report.paths) != sorted(first.paths):
             raise EvaluationError(f"{report.artifact} was evaluated on other images than {first.artifact}")
+    reference = dict(zip(first.paths, first.predictions, strict=True))  # artifacts may order images differently
     ks = [k for k in first.top_k if all(k in r.top_k for r in reports)]
     names = [Path(r.artifact).name for r in reports]
     width = max(len("artifact"), *(len(n) for n in names))
@@ -314,7 +318,7 @@ def format_comparison(reports: Sequence[EvalReport], precisions: Sequence[str] |
     header += f"{'agree':>9}{'images/s':>10}"
     lines = [f"{first.num_images} images, {len(first.classes)} classes; agree = same top-1 as {names[0]}", header]
     for i, (name, report) in enumerate(zip(names, reports, strict=True)):
-        same = sum(a == b for a, b in zip(report.predictions, first.predictions, strict=True))
+        same = sum(reference[path] == pred for path, pred in zip(report.paths, report.predictions, strict=True))
         precision = precisions[i] if precisions else ""
         rate = report.num_images / report.seconds if report.seconds > 0 else float("inf")
         cells = "".join(f"{100.0 * report.accuracy[k]:8.2f}%" for k in ks)

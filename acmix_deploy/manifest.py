@@ -102,6 +102,9 @@ class Manifest:
             labels = manifest.labels
             if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
                 raise ManifestError("manifest labels must be a list of strings")
+            bad = [x for x in labels if not x.strip() or x in (".", "..") or "/" in x or "\\" in x or "\n" in x]
+            if bad:
+                raise ManifestError(f"manifest labels must be usable as folder names; not {bad[0]!r}")
             if len(labels) != manifest.num_classes:
                 raise ManifestError(f"manifest has {len(labels)} labels for {manifest.num_classes} classes")
         return manifest

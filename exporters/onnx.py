@@ -214,6 +214,8 @@ def export_onnx(
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
+    if isinstance(labels, str):
+        raise ExportError("labels must be a list of class names, not one string (read a file with read_labels)")
     reference, source_info, size = _resolve(source, img_size, trust_pickle)
     family = family_of(reference)
     progress("load", f"{family} at {size} px ({source_info.get('file', source_info['type'])})")

@@ -125,6 +125,11 @@ def _load_source(src: str | Path) -> tuple[onnx.ModelProto, Manifest]:
         raise PrecisionError(f"{src}: not an acmix-deploy ONNX (no {MANIFEST_KEY} metadata and no sidecar)")
     if manifest.precision != "fp32":
         raise PrecisionError(f"{src}: precision is {manifest.precision!r}; convert from the fp32 export")
+    if not manifest.batch.get("dynamic", True):
+        raise PrecisionError(
+            f"{src}: a fixed-batch export ({manifest.batch.get('max')}); fp16/int8 conversion validates and "
+            "calibrates at several batch sizes, so export with a dynamic batch (no --batch)"
+        )
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         raise PrecisionError(f"{src}: already quantized")
     if any(
@@ -242,11 +247,16 @@ def _parity(
 def _accuracy(
     fp32: Callable, cand: Callable, data_dir: str | Path, manifest: Manifest, limit: int | None = None
 ) -> dict:
-    """Top-1 of both models on an image folder (class = sorted folder index) and their agreement."""
-    from acmix_deploy.evaluate import index_image_folder
+    """Top-1 of both models on an image folder and their agreement.
+
+    Class = sorted folder index, or the index of the folder's name when the manifest names classes.
+    """
+    from acmix_deploy.evaluate import index_image_folder, labels_fit_folders
     from acmix_deploy.preprocess import preprocess
 
     index = index_image_folder(data_dir)
+    if labels_fit_folders(manifest.labels, index.classes):
+        index = index_image_folder(data_dir, manifest.labels)
     samples = index.samples[:limit] if limit else index.samples
     labels = np.array([label for _, label in samples])
     p32, pc = [], []

@@ -187,11 +187,9 @@ def check_tensorrt_readiness(model: str | Path | onnx.ModelProto, *, trt_major: 
     constant_names = _constant_tensors(graph)
     findings += _check_inputs(graph)
     findings += _check_float64(graph)
-    local_functions = {(f.domain, f.name) for f in model.functions}
+    functions = {(f.domain, f.name): f for f in model.functions}
     for index, node in enumerate(graph.node):
-        if (node.domain, node.op_type) in local_functions:
-            continue  # a model-local function: the parser inlines it (onnx-tensorrt 9.0 on)
-        findings += _check_node(node, index, table, trt_major, constants, constant_names)
+        findings += _check_call(node, index, table, trt_major, constants, constant_names, functions, ())
     findings += _check_layernorm(model)
     findings += _check_int64(graph)
     return findings
@@ -398,6 +396,47 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
+def _check_call(
+    node: onnx.NodeProto,
+    index: int,
+    table: dict,
+    major: int,
+    constants: dict[str, onnx.TensorProto],
+    constant_names: set[str],
+    functions: dict[tuple[str, str], onnx.FunctionProto],
+    inside: tuple[tuple[str, str], ...],
+) -> list[Finding]:
+    """Check a node; a call of a model-local function is checked through its body.
+
+    The parser inlines local functions (onnx-tensorrt 9.0 on), so what matters is what they
+    contain. Constants inside a body are not tracked: its constant-input rules apply to the body's
+    own initializer-free form, so they may warn where the inlined graph would fold.
+    """
+    key = (node.domain, node.op_type)
+    if key not in functions:
+        return _check_node(node, index, table, major, constants, constant_names)
+    if key in inside:
+        return [
+            Finding("blocker", node.name or f"node {index}", node.op_type, "recursive local function", "custom-domain")
+        ]
+    findings: list[Finding] = []
+    body = functions[key]
+    local_constants = {**constants}
+    local_names = set(constant_names)
+    for inner_index, inner in enumerate(body.node):
+        if inner.op_type == "Constant" and inner.output:
+            local_names.update(o for o in inner.output if o)
+            for attr in inner.attribute:
+                if attr.name == "value" and attr.HasField("t"):
+                    local_constants[inner.output[0]] = attr.t
+        for finding in _check_call(
+            inner, inner_index, table, major, local_constants, local_names, functions, (*inside, key)
+        ):
+            where = f"{node.name or node.op_type}/{finding.node}"
+            findings.append(Finding(finding.severity, where, finding.op, finding.message, finding.code))
+    return findings
+
+
 def _check_node(
     node: onnx.NodeProto,
     index: int,
@@ -422,7 +461,7 @@ def _check_node(
     if op not in table["supported"]:
         add("warning", f"{op} is not in the TensorRT {major} operator table; it may not parse", "unknown-op")
     added = SUPPORT_TABLE["added_in"].get(op)
-    if added and added[0] == major:
+    if added and added[0] == major and added[1] > 0:
         add("warning", f"{op} parses from TensorRT {added[0]}.{added[1]} on; older {major}.x reject it", "op-recent")
 
     rule = SUPPORT_TABLE["constant_inputs"].get(op)
@@ -455,8 +494,8 @@ def _check_node(
         add("blocker", "TopK needs sorted=1", "restriction")
     if op == "TopK" and len(node.input) > 1 and node.input[1] in constants:
         k = _array(constants[node.input[1]])
-        if k is not None and k.size and int(k.ravel()[0]) >= 3840:
-            add("blocker", f"TopK K={int(k.ravel()[0])}: TensorRT needs K < 3840", "restriction")
+        if k is not None and k.size and int(k.ravel()[0]) > 3840:
+            add("blocker", f"TopK K={int(k.ravel()[0])}: TensorRT needs K <= 3840", "restriction")
     if op == "Dropout" and len(node.input) > 2 and node.input[2] in constants:
         training = _array(constants[node.input[2]])
         if training is not None and training.size and bool(training.ravel()[0]):

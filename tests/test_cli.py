@@ -61,6 +61,16 @@ def test_init_is_deterministic_and_never_clobbers(tmp_path):
     assert not [p for p in a.parent.iterdir() if p.name.endswith(".partial")]
 
 
+def test_multi_precision_export_refuses_before_writing_anything(tmp_path):
+    ckpt = tmp_path / "r26.pth"
+    assert run_cli("init", "acmix_resnet26", "-o", str(ckpt), "--img-size", "64").returncode == 0
+    (tmp_path / "r26.int8.onnx").write_bytes(b"mine")
+    proc = run_cli("export", str(ckpt), "--precision", "fp16,int8", "--int8-target", "cpu-dynamic")
+    assert_one_line_error(proc, 1, "r26.int8.onnx already exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r26.int8.onnx", "r26.pth"]
+    assert (tmp_path / "r26.int8.onnx").read_bytes() == b"mine"
+
+
 def test_resnet_input_size_recorded_by_init_is_used_by_export(tmp_path):
     ckpt = tmp_path / "r26.pth"
     assert run_cli("init", "acmix_resnet26", "-o", str(ckpt), "--img-size", "64").returncode == 0
@@ -84,6 +94,8 @@ def test_resnet_input_size_recorded_by_init_is_used_by_export(tmp_path):
         (("init", "acmix_swin_tiny", "-o", "x.pth", "--img-size", "64"), 2, "not a multiple of window_size"),
         (("init", "acmix_resnet26", "-o", "/proc/nope/x.pth"), 1, "cannot write"),
         (("init", "acmix_resnet26"), 2, "--output"),
+        (("export", "x.pth", "--batch", "4", "--precision", "fp16"), 2, "dynamic-batch"),
+        (("export", "x.pth", "--format", "engine", "--precision", "int8", "--calib", "."), 2, "--int8-target tensorrt"),
         (("frobnicate",), 2, "No such command"),
     ],
 )

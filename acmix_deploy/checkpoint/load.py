@@ -257,7 +257,7 @@ def _apply_stored_config(spec: ModelSpec, metadata: Mapping) -> ModelSpec:
     if "img_size" not in spec.assumed:
         return spec
     size = metadata.get("img_size")
-    if isinstance(size, str) and size.isdigit():
+    if isinstance(size, str) and size.isascii() and size.isdecimal():
         size = int(size)
     config = metadata.get("config")
     if not isinstance(size, int) and isinstance(config, Mapping) and isinstance(config.get("DATA"), Mapping):

@@ -102,7 +102,7 @@ def test_manifest_labels_are_checked(resnet_onnx):
     assert data["labels"] is None  # none given at export: ImageNet-1k or class_<i> at run time
     named = Manifest.from_dict({**data, "labels": [f"digit {i}" for i in range(10)]})
     assert named.labels[3] == "digit 3"
-    for bad in (["a", "b"], "0123456789", [1] * 10):
+    for bad in (["a", "b"], "0123456789", [1] * 10, [".."] + [str(i) for i in range(9)], ["a/b"] * 10, [""] * 10):
         with pytest.raises(ManifestError, match="labels"):
             Manifest.from_dict({**data, "labels": bad})
 

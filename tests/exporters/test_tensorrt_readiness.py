@@ -167,12 +167,21 @@ def test_model_local_function_is_not_a_custom_op():
     model.functions.append(function)
     model.opset_import.append(helper.make_opsetid("local.fn", 1))
     assert "custom-domain" not in _codes(model)
+    # What the parser inlines is checked: an unsupported op inside a local function is found.
+    hidden = helper.make_function("local.fn", "Spectrum", ["a"], ["b"], [helper.make_node("DFT", ["a"], ["b"])],
+                                  [helper.make_opsetid("", 17)])  # fmt: skip
+    model = _model([helper.make_node("Spectrum", ["x"], ["y"], domain="local.fn", name="call")])
+    model.functions.append(hidden)
+    model.opset_import.append(helper.make_opsetid("local.fn", 1))
+    found = [f for f in check_tensorrt_readiness(model) if f.code == "unsupported-op"]
+    assert found and found[0].op == "DFT" and found[0].node.startswith("call/")
 
 
 def test_topk_limit_and_training_dropout():
-    k = numpy_helper.from_array(np.array([5000], np.int64), "k")
-    topk = _model([helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk")], [k])
-    assert any(f.code == "restriction" and "3840" in f.message for f in check_tensorrt_readiness(topk))
+    for value, refused in ((5000, True), (3840, False)):
+        k = numpy_helper.from_array(np.array([value], np.int64), "k")
+        topk = _model([helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk")], [k])
+        assert any(f.code == "restriction" and "3840" in f.message for f in check_tensorrt_readiness(topk)) == refused
     on = numpy_helper.from_array(np.array(True), "on")
     drop = _model([helper.make_node("Dropout", ["x", "", "on"], ["y"], name="drop")], [on])
     assert any(f.code == "restriction" and "training" in f.message for f in check_tensorrt_readiness(drop))
