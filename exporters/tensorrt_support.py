@@ -557,6 +557,14 @@ def _check_resize(node: onnx.NodeProto, name: str) -> list[Finding]:
         )
     if _attr(node, "antialias", 0):
         findings.append(Finding("blocker", name, "Resize", "antialiasing is not supported", "restriction"))
+    policy = _attr(node, "keep_aspect_ratio_policy", b"stretch")
+    policy = policy.decode() if isinstance(policy, bytes) else policy
+    if policy != "stretch":
+        findings.append(
+            Finding(
+                "blocker", name, "Resize", f"keep_aspect_ratio_policy {policy!r} unsupported (stretch)", "restriction"
+            )
+        )
     return findings
 
 

@@ -185,3 +185,11 @@ def test_topk_limit_and_training_dropout():
     on = numpy_helper.from_array(np.array(True), "on")
     drop = _model([helper.make_node("Dropout", ["x", "", "on"], ["y"], name="drop")], [on])
     assert any(f.code == "restriction" and "training" in f.message for f in check_tensorrt_readiness(drop))
+
+
+def test_resize_aspect_ratio_policy():
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up", keep_aspect_ratio_policy="not_larger")
+    assert "restriction" in _codes(_model([node], [scales]))
+    plain = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up", mode="linear")
+    assert "restriction" not in _codes(_model([plain], [scales]))
