@@ -171,9 +171,15 @@ def _write_report(
     dst: Path,
     force: bool,
     started: float,
+    fp32_run: Callable[[np.ndarray], np.ndarray],
+    run: Callable[[np.ndarray], np.ndarray],
 ) -> PrecisionReport:
-    """Write the variant with its updated manifest, and describe it: the common end of every conversion."""
-    report["speed"] = _cpu_speed_vs_fp32(src, model, manifest.img_size)
+    """Write the variant with its updated manifest, and describe it: the common end of every conversion.
+
+    ``fp32_run`` and ``run`` are the conversion's own ONNX Runtime sessions of the source and the
+    variant; the speed measurement reuses them rather than loading both models again.
+    """
+    report["speed"] = _cpu_speed_vs_fp32(fp32_run, run, manifest.img_size)
     _write(model, _manifest_dict(manifest, report["precision"], report, extra), dst, force)
     return PrecisionReport(
         path=dst,
@@ -190,7 +196,12 @@ def _write_report(
     )
 
 
-def _cpu_speed_vs_fp32(src: str | Path, variant: onnx.ModelProto, img_size: int, rounds: int = 9) -> dict:
+def _cpu_speed_vs_fp32(
+    fp32_run: Callable[[np.ndarray], np.ndarray],
+    run: Callable[[np.ndarray], np.ndarray],
+    img_size: int,
+    rounds: int = 9,
+) -> dict:
     """Batch-1 latency of the variant and its fp32 source in ONNX Runtime on this CPU, interleaved.
 
     Recorded so nobody ships an int8 model that is slower here than the fp32 one it replaces
@@ -198,11 +209,9 @@ def _cpu_speed_vs_fp32(src: str | Path, variant: onnx.ModelProto, img_size: int,
     """
     from acmix_deploy.profiling.interleaved import time_interleaved
 
-    fp32, reduced = _session(src), _session(variant)
     x = random_inputs(1, img_size, seed=11)
-    name = fp32.get_inputs()[0].name
     stats = time_interleaved(
-        {"fp32": lambda: fp32.run(None, {name: x}), "variant": lambda: reduced.run(None, {name: x})},
+        {"fp32": lambda: fp32_run(x), "variant": lambda: run(x)},
         rounds=rounds,
         warmup=2,
     )
@@ -498,7 +507,7 @@ def to_fp16(
     report = {"precision": precision, "parity": parity, "accuracy": accuracy, "details": details}
     if not parity_report.passed:
         raise ParityError(f"float16 model out of tolerance vs fp32: {parity_report.describe()}", parity_report)
-    return _write_report(converted, manifest, report, None, src_onnx, dst, force, t0)
+    return _write_report(converted, manifest, report, None, src_onnx, dst, force, t0, fp32_run, run)
 
 
 # ----------------------------------------------------------------------------------------------- int8
@@ -792,7 +801,7 @@ def to_int8(
             calib_report,
         )
     extra = {"int8_target": target, "calibration": details["calibration"]}
-    return _write_report(best_model, manifest, report, extra, src_onnx, dst, force, t0)
+    return _write_report(best_model, manifest, report, extra, src_onnx, dst, force, t0, fp32_run, run)
 
 
 DYNAMIC_TOLERANCE = Tolerance(rtol=np.inf, min_cosine=0.99, min_top1_agreement=0.8)
@@ -846,7 +855,7 @@ def to_int8_dynamic(
     if not parity_report.passed:
         raise ParityError(f"dynamic int8 model out of tolerance vs fp32: {parity_report.describe()}", parity_report)
     extra = {"int8_target": "cpu-dynamic", "calibration": None}
-    return _write_report(quantized, manifest, report, extra, src_onnx, dst, force, t0)
+    return _write_report(quantized, manifest, report, extra, src_onnx, dst, force, t0, fp32_run, run)
 
 
 __all__ = [
