@@ -358,8 +358,13 @@ def _check_int64(graph: onnx.GraphProto) -> list[Finding]:
 # -- constants -----------------------------------------------------------------------------------
 def _constant_values(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     """Tensors whose values are in the file: initializers and ``Constant`` node outputs."""
-    values = {t.name: t for t in graph.initializer}
-    for node in graph.node:
+    return {t.name: t for t in graph.initializer} | _constant_node_values(graph.node)
+
+
+def _constant_node_values(nodes: Iterable[onnx.NodeProto]) -> dict[str, onnx.TensorProto]:
+    """The tensors ``Constant`` nodes hold in their ``value`` attribute, by output name."""
+    values = {}
+    for node in nodes:
         if node.op_type == "Constant" and node.output:
             for attr in node.attribute:
                 if attr.name == "value" and attr.HasField("t"):
@@ -409,8 +414,8 @@ def _check_call(
     """Check a node; a call of a model-local function is checked through its body.
 
     The parser inlines local functions (onnx-tensorrt 9.0 on), so what matters is what they
-    contain. Constants inside a body are not tracked: its constant-input rules apply to the body's
-    own initializer-free form, so they may warn where the inlined graph would fold.
+    contain. ``Constant`` nodes inside a body count as constants; values computed from them do not,
+    so a constant-input rule may warn where the inlined graph would fold.
     """
     key = (node.domain, node.op_type)
     if key not in functions:
@@ -421,14 +426,9 @@ def _check_call(
         ]
     findings: list[Finding] = []
     body = functions[key]
-    local_constants = {**constants}
-    local_names = set(constant_names)
+    local_constants = constants | _constant_node_values(body.node)
+    local_names = constant_names | {o for n in body.node if n.op_type == "Constant" for o in n.output if o}
     for inner_index, inner in enumerate(body.node):
-        if inner.op_type == "Constant" and inner.output:
-            local_names.update(o for o in inner.output if o)
-            for attr in inner.attribute:
-                if attr.name == "value" and attr.HasField("t"):
-                    local_constants[inner.output[0]] = attr.t
         for finding in _check_call(
             inner, inner_index, table, major, local_constants, local_names, functions, (*inside, key)
         ):
