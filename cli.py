@@ -279,14 +279,16 @@ def export(
         raise fail(f"{checkpoint}: no such file")
     out_dir = output_dir if output_dir is not None else checkpoint.parent
     target = out_dir / f"{name or artifact_stem(checkpoint)}.onnx"
-    planned = [target] + [target.with_name(f"{target.stem}.{p}.onnx") for p in reduced]
-    engines = [] if fmt == "onnx" else [o.with_suffix(".engine") for o in (planned[1:] or planned)]
-    if fmt != "onnx" and "fp32" in precisions and reduced:
-        engines.insert(0, target.with_suffix(".engine"))
+    variant_paths = {p: target.with_name(f"{target.stem}.{p}.onnx") for p in reduced}
+    engine_sources: list[tuple[str, Path]] = []  # an engine per requested precision, from the ONNX of its types
+    if fmt != "onnx":
+        engine_sources = [("fp32", target)] if "fp32" in precisions else []
+        engine_sources += variant_paths.items()
     from acmix_deploy.fileio import check_writable
     from acmix_deploy.manifest import sidecar_path
 
-    for path in planned + engines:  # refuse before any work, not after the first artifact is written
+    planned = [target, *variant_paths.values(), *(source.with_suffix(".engine") for _, source in engine_sources)]
+    for path in planned:  # refuse before any work, not after the first artifact is written
         check_writable(path, force=force)
         check_writable(sidecar_path(path), force=force)
     class_names = None
@@ -318,7 +320,7 @@ def export(
     for lower in reduced:
         from exporters.precision import to_fp16, to_int8, to_int8_dynamic
 
-        variant = report.path.with_name(f"{report.path.stem}.{lower}.onnx")
+        variant = variant_paths[lower]
         if lower == "fp16":
             result = to_fp16(report.path, variant, force=force, eval_dir=eval_data)
         elif int8_target == "cpu-dynamic":
@@ -339,9 +341,7 @@ def export(
     if fmt != "onnx":
         from exporters.tensorrt import build_engine
 
-        # An engine per requested precision: the reduced-precision ONNX carries its types.
-        sources = [("fp32", report.path)] if "fp32" in precisions or not variants else []
-        for engine_precision, source in sources + [(p, path) for p, path, _ in variants]:
+        for engine_precision, source in engine_sources:
             build_engine(
                 source, source.with_suffix(".engine"), precision=engine_precision, force=force, progress=progress
             )
@@ -424,18 +424,14 @@ def _shared_class_names(artifacts: list[Path], data: Path) -> list[str] | None:
     """
     from acmix_deploy.errors import AcmixDeployError
     from acmix_deploy.evaluate import index_image_folder, labels_fit_folders
-    from acmix_deploy.manifest import sidecar_path
 
     try:
         folders = index_image_folder(data).classes
     except AcmixDeployError:
         return None  # evaluate reports the folder problem itself
     for artifact in artifacts:
-        try:
-            data_ = json.loads(sidecar_path(artifact).read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data_, dict):
+        data_ = _sidecar_json(artifact)
+        if data_ is None:
             continue
         inner = data_.get("manifest")  # an engine sidecar nests the ONNX's manifest
         labels = data_.get("labels", inner.get("labels") if isinstance(inner, dict) else None)
@@ -444,18 +440,21 @@ def _shared_class_names(artifacts: list[Path], data: Path) -> list[str] | None:
     return None
 
 
-def _recorded_precision(artifact: Path) -> str:
-    """What an artifact's sidecar manifest records about its precision (fp16/int8 exports measure it)."""
+def _sidecar_json(artifact: Path) -> dict | None:
+    """An artifact's ``<artifact>.json`` as a dict; ``None`` when it is missing or unreadable (display only)."""
     from acmix_deploy.manifest import sidecar_path
 
-    side = sidecar_path(artifact)
-    if not side.is_file():
-        return ""
     try:
-        data = json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError):
-        return ""
-    if not isinstance(data, dict):
+        data = json.loads(sidecar_path(artifact).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _recorded_precision(artifact: Path) -> str:
+    """What an artifact's sidecar manifest records about its precision (fp16/int8 exports measure it)."""
+    data = _sidecar_json(artifact)
+    if data is None:
         return ""
     text = f"precision {data.get('precision', '?')}"
     report = data.get("precision_report") or {}
