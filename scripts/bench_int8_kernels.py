@@ -69,13 +69,13 @@ def _scalar(name: str, value, dtype) -> TensorProto:
     return numpy_helper.from_array(np.array(value, dtype=dtype), name)
 
 
-def matmul_pair(m: int, k: int, n: int, rng) -> tuple[onnx.ModelProto, onnx.ModelProto, np.ndarray, np.ndarray]:
-    """fp32 MatMul and QLinearMatMul (u8 activations, s8 weights: the CPU target's form) of one shape."""
-    w = rng.standard_normal((k, n)).astype(np.float32)
+def _kernel_pair(op: str, w: np.ndarray, x_shape: list[int], y_shape: list[int], rng, **attrs):
+    """One-node fp32 ``op`` and its QLinear form (u8 activations, s8 symmetric weights: the CPU target's
+    form), with random inputs for each: (fp32 model, int8 model, fp32 input, uint8 input)."""
     fp32 = _model(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+        [helper.make_node(op, ["x", "w"], ["y"], **attrs)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
         [numpy_helper.from_array(w, "w")],
     )
     w8 = np.clip(np.round(w / (np.abs(w).max() / 127)), -127, 127).astype(np.int8)
@@ -89,45 +89,27 @@ def matmul_pair(m: int, k: int, n: int, rng) -> tuple[onnx.ModelProto, onnx.Mode
         _scalar("yz", 128, np.uint8),
     ]
     int8 = _model(
-        [helper.make_node("QLinearMatMul", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.UINT8, [m, k])],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, [m, n])],
+        [helper.make_node(f"QLinear{op}", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], **attrs)],
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, y_shape)],
         inits,
     )
-    x32 = rng.standard_normal((m, k)).astype(np.float32)
-    x8 = rng.integers(0, 255, (m, k), dtype=np.uint8)
+    x32 = rng.standard_normal(x_shape).astype(np.float32)
+    x8 = rng.integers(0, 255, x_shape, dtype=np.uint8)
     return fp32, int8, x32, x8
+
+
+def matmul_pair(m: int, k: int, n: int, rng) -> tuple[onnx.ModelProto, onnx.ModelProto, np.ndarray, np.ndarray]:
+    """fp32 MatMul and QLinearMatMul of one shape."""
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    return _kernel_pair("MatMul", w, [m, k], [m, n], rng)
 
 
 def conv_pair(batch: int, cin: int, cout: int, kernel: int, size: int, rng):
-    """fp32 Conv and QLinearConv (u8 activations, s8 weights) of one shape."""
+    """fp32 Conv and QLinearConv of one shape (same-size padding)."""
     w = rng.standard_normal((cout, cin, kernel, kernel)).astype(np.float32)
     pads = [kernel // 2] * 4
-    fp32 = _model(
-        [helper.make_node("Conv", ["x", "w"], ["y"], pads=pads)],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, cin, size, size])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, cout, size, size])],
-        [numpy_helper.from_array(w, "w")],
-    )
-    w8 = np.clip(np.round(w / (np.abs(w).max() / 127)), -127, 127).astype(np.int8)
-    inits = [
-        numpy_helper.from_array(w8, "w"),
-        _scalar("xs", 0.02, np.float32),
-        _scalar("xz", 128, np.uint8),
-        _scalar("ws", 0.01, np.float32),
-        _scalar("wz", 0, np.int8),
-        _scalar("ys", 0.05, np.float32),
-        _scalar("yz", 128, np.uint8),
-    ]
-    int8 = _model(
-        [helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], pads=pads)],
-        [helper.make_tensor_value_info("x", TensorProto.UINT8, [batch, cin, size, size])],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, [batch, cout, size, size])],
-        inits,
-    )
-    x32 = rng.standard_normal((batch, cin, size, size)).astype(np.float32)
-    x8 = rng.integers(0, 255, (batch, cin, size, size), dtype=np.uint8)
-    return fp32, int8, x32, x8
+    return _kernel_pair("Conv", w, [batch, cin, size, size], [batch, cout, size, size], rng, pads=pads)
 
 
 def _time_pair(fp32, int8, x32, x8, rounds: int) -> tuple[float, float]:
