@@ -107,8 +107,8 @@ def inspect(
 
 
 def _inspect_onnx(path: Path, tensorrt: bool, trt_major: int, json_out: bool) -> None:
+    from acmix_deploy.exporters.triton import TritonError, read_manifest
     from acmix_deploy.manifest import ManifestError
-    from exporters.triton import TritonError, read_manifest
 
     if not path.is_file():
         raise fail(f"{path}: no such file")
@@ -120,7 +120,7 @@ def _inspect_onnx(path: Path, tensorrt: bool, trt_major: int, json_out: bool) ->
         manifest = {"error": str(exc)}
     findings = []
     if tensorrt:
-        from exporters.tensorrt_support import check_tensorrt_readiness, format_findings, has_blockers
+        from acmix_deploy.exporters.tensorrt_support import check_tensorrt_readiness, format_findings, has_blockers
 
         findings = check_tensorrt_readiness(path, trt_major=trt_major)
     if json_out:
@@ -247,7 +247,7 @@ def export(
     """Rewrite, export to ONNX, optimise, check and prove parity against the checkpoint's own model."""
     import time
 
-    from exporters.onnx import export_onnx
+    from acmix_deploy.exporters.onnx import export_onnx
 
     if batch is not None and batch < 1:
         raise fail(f"--batch must be >= 1, got {batch}", 2)
@@ -272,7 +272,7 @@ def export(
     if fmt != "onnx" and "int8" in precisions and int8_target != "tensorrt":
         raise fail("an int8 engine needs the TensorRT form: add --int8-target tensorrt (symmetric Q/DQ)", 2)
     if fmt != "onnx":
-        from runtimes.tensorrt import import_tensorrt
+        from acmix_deploy.runtimes.tensorrt import import_tensorrt
 
         import_tensorrt()  # fail fast, before the export, when TensorRT is missing
     if not checkpoint.is_file():
@@ -318,7 +318,7 @@ def export(
     )
     variants: list[tuple[str, Path, str]] = []  # (precision, ONNX, what its conversion measured)
     for lower in reduced:
-        from exporters.precision import to_fp16, to_int8, to_int8_dynamic
+        from acmix_deploy.exporters.precision import to_fp16, to_int8, to_int8_dynamic
 
         variant = variant_paths[lower]
         if lower == "fp16":
@@ -339,7 +339,7 @@ def export(
         variants.append((lower, variant, result.describe()))
         progress(lower, f"{variant}: {variants[-1][2]}")
     if fmt != "onnx":
-        from exporters.tensorrt import build_engine
+        from acmix_deploy.exporters.tensorrt import build_engine
 
         for engine_precision, source in engine_sources:
             build_engine(
@@ -393,7 +393,7 @@ def _csv_ints(text: str, option: str) -> list[int]:
 
 
 def _check_backend(backend: str | None) -> None:
-    from runtimes import BACKENDS
+    from acmix_deploy.runtimes import BACKENDS
 
     if backend is not None and backend not in BACKENDS:
         raise fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}", 2)
@@ -407,7 +407,7 @@ def _shared_img_size(paths: list[Path], backend: str | None, img_size: int | Non
     """
     if img_size:
         return img_size
-    from runtimes import backend_for, open_runner
+    from acmix_deploy.runtimes import backend_for, open_runner
 
     for path in paths:
         if (backend or backend_for(path)) != "torch":
@@ -471,7 +471,7 @@ def _recorded_precision(artifact: Path) -> str:
 
 
 def _runner_options(threads: int, no_rewrite: bool, img_size: int | None, backend: str | None, path: Path) -> dict:
-    from runtimes import backend_for
+    from acmix_deploy.runtimes import backend_for
 
     chosen = backend or backend_for(path)
     if chosen == "onnxruntime":
@@ -529,7 +529,7 @@ def verify(
     """Run the same inputs through every artifact and compare each with the first (like polygraphy run)."""
     from acmix_deploy.parity import Tolerance, compare_outputs, random_inputs
     from acmix_deploy.preprocess import preprocess
-    from runtimes import open_runner
+    from acmix_deploy.runtimes import open_runner
 
     if len(artifacts) < 2:
         raise fail("verify needs at least two artifacts", 2)
@@ -593,7 +593,7 @@ def benchmark(
     from acmix_deploy.fileio import atomic_output, atomic_write_text, check_writable
     from acmix_deploy.profiling.benchmark import benchmark as run_benchmark
     from acmix_deploy.profiling.benchmark import plot
-    from runtimes import open_runner
+    from acmix_deploy.runtimes import open_runner
 
     batches = _csv_ints(batch, "--batch")
     if warmup < 0 or iters < 1 or (seconds is not None and seconds <= 0):
@@ -652,7 +652,7 @@ def profile(
     """Per-layer time folded onto ACmix blocks: attention vs convolution vs projection vs MLP/norm."""
     from acmix_deploy.fileio import atomic_write_text, check_writable
     from acmix_deploy.profiling.layers import profile_onnx
-    from runtimes import open_runner
+    from acmix_deploy.runtimes import open_runner
 
     if iters < 1 or batch < 1 or top < 1:
         raise fail("--iters, --batch and --top must be >= 1", 2)
@@ -683,7 +683,7 @@ def triton(
     ort_tensorrt: Annotated[bool, typer.Option("--ort-tensorrt", help="ONNX: ORT's TensorRT accelerator.")] = False,
 ) -> None:
     """Write (or add versions to) a Triton Inference Server model repository."""
-    from exporters.triton import write_triton_repository
+    from acmix_deploy.exporters.triton import write_triton_repository
 
     preferred = _csv_ints(preferred_batch, "--preferred-batch")
     if max_batch is not None and max_batch < 1:
@@ -731,7 +731,7 @@ def build(
         raise fail(f"{onnx_model}: no such file")
     if workspace <= 0:
         raise fail(f"--workspace must be > 0, got {workspace}", 2)
-    from exporters.tensorrt import build_engine
+    from acmix_deploy.exporters.tensorrt import build_engine
 
     report = build_engine(
         onnx_model,
@@ -783,7 +783,7 @@ def evaluate(
             raise fail(f"{artifact}: no such file")
     if json_file:
         check_writable(json_file, force=force)
-    from runtimes import backend_for
+    from acmix_deploy.runtimes import backend_for
 
     if classes is None and len(artifacts) > 1:
         classes = _shared_class_names(artifacts, data)

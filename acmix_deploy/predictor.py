@@ -50,7 +50,7 @@ class Predictor:
         **options,
     ) -> Predictor:
         """Open an artifact. ``options`` go to the backend (threads, rewrite, img_size, ...)."""
-        from runtimes import open_runner
+        from acmix_deploy.runtimes import open_runner
 
         if device is not None:
             options["device"] = device

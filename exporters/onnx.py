@@ -39,6 +39,7 @@ from acmix_deploy.models import family_of, match_variant
 from acmix_deploy.models.input_size import check_input_size
 from acmix_deploy.profiling.interleaved import time_interleaved
 from acmix_deploy.rewrite import to_deploy
+from acmix_deploy.runtimes.onnxruntime import ort_session
 
 from .graph import check_and_infer, float64_tensors, op_histogram, optimize_graph, save_with_manifest
 from .validate import ParityError, ParityReport, Tolerance, check_parity, random_inputs
@@ -121,19 +122,6 @@ def _tool_versions() -> dict:
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
-
-
-def ort_session(model: onnx.ModelProto | str | Path, threads: int = 0):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # Spinning worker threads steal the CPU from whatever runs next (torch, in side-by-side timing).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def torch_to_onnx(model: nn.Module, img_size: int, *, batch: int | None, opset: int) -> onnx.ModelProto:
@@ -323,4 +311,4 @@ def _latency_side_by_side(reference: nn.Module, session, size: int, batch: int, 
     return {name: st.p50 for name, st in stats.items()}
 
 
-__all__ = ["DEFAULT_OPSET", "ExportError", "ExportReport", "ParityError", "Tolerance", "export_onnx", "ort_session"]
+__all__ = ["DEFAULT_OPSET", "ExportError", "ExportReport", "ParityError", "Tolerance", "export_onnx"]

@@ -30,7 +30,7 @@ import onnx
 from acmix_deploy.errors import AcmixDeployError
 from acmix_deploy.fileio import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
 from acmix_deploy.manifest import Manifest, ManifestError, find_manifest, sidecar_path
-from runtimes.tensorrt import (
+from acmix_deploy.runtimes.tensorrt import (
     ENGINE_SIDECAR_FORMAT,
     ENGINE_SIDECAR_VERSION,
     cuda_device_info,

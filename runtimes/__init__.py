@@ -2,7 +2,7 @@
 
 ``open_runner(path)`` picks the backend from the file suffix (``.onnx`` -> onnxruntime,
 ``.engine``/``.plan`` -> tensorrt, checkpoints -> torch) unless ``backend=`` forces one.
-Backend modules are imported on demand, so ``import runtimes`` pulls in no heavy package.
+Backend modules are imported on demand, so ``import acmix_deploy.runtimes`` pulls in no heavy package.
 """
 
 from __future__ import annotations

@@ -29,12 +29,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from acmix_deploy.checkpoint import save_checkpoint
+from acmix_deploy.exporters.onnx import export_onnx
+from acmix_deploy.exporters.precision import to_fp16
 from acmix_deploy.models import build_model
 from acmix_deploy.profiling.benchmark import benchmark
-from exporters.onnx import export_onnx
-from exporters.precision import to_fp16
-from runtimes.onnxruntime import OnnxRuntimeRunner
-from runtimes.torch import TorchRunner
+from acmix_deploy.runtimes.onnxruntime import OnnxRuntimeRunner
+from acmix_deploy.runtimes.torch import TorchRunner
 
 
 def _tensorrt():
@@ -75,8 +75,8 @@ def candidates(name: str, work: Path, max_batch: int, gpu: bool, skipped: list[s
     if trt is None or not gpu:
         skipped.append("TensorRT fp32/fp16 (" + ("no tensorrt package" if trt is None else "no GPU") + ")")
         return pairs
-    from exporters.tensorrt import build_engine
-    from runtimes.tensorrt import TensorRTRunner
+    from acmix_deploy.exporters.tensorrt import build_engine
+    from acmix_deploy.runtimes.tensorrt import TensorRTRunner
 
     mixed = to_fp16(fp32, work / f"{name}.fp16.onnx", force=True).path
     cache = work / "timing.cache"

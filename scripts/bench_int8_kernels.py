@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from acmix_deploy.manifest import find_manifest
 from acmix_deploy.profiling import time_interleaved
 from acmix_deploy.profiling.layers import profile_onnx
-from exporters.onnx import ort_session
+from acmix_deploy.runtimes.onnxruntime import ort_session
 
 # (name, M tokens per image, K, N, uses per image) — Swin-T-ACmix linear layers at 224 px
 # (qkv, proj, mlp fc1/fc2 per block; depths 2, 2, 6, 2; tokens 56², 28², 14², 7²).

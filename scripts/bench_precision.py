@@ -16,10 +16,11 @@ from pathlib import Path
 
 from acmix_deploy.datasets import write_digits_folder
 from acmix_deploy.evaluate import evaluate
+from acmix_deploy.exporters.onnx import export_onnx
+from acmix_deploy.exporters.precision import to_fp16, to_int8
 from acmix_deploy.parity import random_inputs
 from acmix_deploy.profiling.interleaved import time_interleaved
-from exporters.onnx import export_onnx, ort_session
-from exporters.precision import to_fp16, to_int8
+from acmix_deploy.runtimes.onnxruntime import ort_session
 
 DEMO = Path(__file__).resolve().parents[1] / "acmix_deploy" / "data" / "demo"
 MODELS = {"r26": "digits_acmix_resnet26.pth", "swin": "digits_acmix_swin.pth"}

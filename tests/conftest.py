@@ -53,8 +53,8 @@ def make_input():
 def small_artifacts(tmp_path_factory):
     """A small ACmix-ResNet checkpoint (official layout) and its exported ONNX, 64 px."""
     from acmix_deploy.checkpoint import save_checkpoint
+    from acmix_deploy.exporters.onnx import export_onnx
     from acmix_deploy.models import build_model
-    from exporters.onnx import export_onnx
 
     root = tmp_path_factory.mktemp("artifacts")
     model = randomize(build_model("acmix_resnet26", **SMALL_RESNET), seed=41)

@@ -194,7 +194,7 @@ def test_digits_folder_layout(digits_test_folder):
 
 
 def test_shipped_checkpoints_reach_their_recorded_accuracy(digits_test_folder, tmp_path):
-    from exporters.onnx import export_onnx
+    from acmix_deploy.exporters.onnx import export_onnx
 
     readme = json.loads((demo_dir() / "README.json").read_text())
     resnet = readme["models"]["resnet"]
@@ -220,8 +220,8 @@ def test_recorded_labels_name_predictions_and_match_folders(digits_test_folder, 
     """Labels given at export reach the Predictor, and a folder with only some classes is matched by name."""
     import shutil
 
+    from acmix_deploy.exporters.onnx import export_onnx
     from acmix_deploy.labels import read_labels
-    from exporters.onnx import export_onnx
 
     labels = read_labels(demo_dir() / "digits_labels.txt")
     onnx_path = tmp_path / "named.onnx"

@@ -18,7 +18,7 @@ def test_package_imports_without_tensorrt_or_gpu_packages():
         "        if name.split('.')[0] in {'tensorrt', 'pycuda', 'cuda'}:\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import acmix_deploy, exporters, runtimes, cli\n"
+        "import acmix_deploy, acmix_deploy.exporters, acmix_deploy.runtimes, acmix_deploy.cli\n"
         "assert 'tensorrt' not in sys.modules\n"
         "print(len(acmix_deploy.list_models()))\n"
     )

@@ -22,7 +22,7 @@ def test_readme_has_examples():
 def test_readme_examples_run(tmp_path, monkeypatch):
     import acmix_deploy
     from acmix_deploy.checkpoint import save_checkpoint
-    from exporters.onnx import export_onnx
+    from acmix_deploy.exporters.onnx import export_onnx
     from tests.conftest import randomize
 
     model = randomize(acmix_deploy.build_model("acmix_resnet50", width=16, num_classes=10), seed=1)

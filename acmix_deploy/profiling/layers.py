@@ -115,27 +115,19 @@ def profile_onnx(
     onnx_path: str | Path, manifest: Manifest, *, iterations: int = 10, batch: int = 1, threads: int = 0
 ) -> LayerProfile:
     """Run ``iterations`` profiled inferences in ONNX Runtime and fold kernel times onto the model."""
-    import onnxruntime as ort
+    from acmix_deploy.runtimes.onnxruntime import ort_session
 
     onnx_path = Path(onnx_path)
     graph = _graph_index(onnx_path)
     names = block_names(manifest)
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(onnx_path, threads=threads, profile_prefix=Path(tmp) / "ort")
         size = manifest.img_size
         x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
         feed = {session.get_inputs()[0].name: x}
         session.run(None, feed)  # warm-up, excluded below by skipping the first run's events
         session.end_profiling()
-        options.profile_file_prefix = str(Path(tmp) / "ort2")
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(onnx_path, threads=threads, profile_prefix=Path(tmp) / "ort2")
         session.run(None, feed)
         for _ in range(iterations):
             session.run(None, feed)

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from acmix_deploy.checkpoint import save_checkpoint
+from acmix_deploy.exporters.onnx import ExportError, export_onnx
+from acmix_deploy.exporters.validate import ParityError, Tolerance
 from acmix_deploy.fileio import OutputExistsError
 from acmix_deploy.manifest import MANIFEST_KEY, Manifest, ManifestError, read_sidecar
 from acmix_deploy.models import build_model
-from exporters.onnx import ExportError, export_onnx, ort_session
-from exporters.validate import ParityError, Tolerance
+from acmix_deploy.runtimes.onnxruntime import ort_session
 from tests.conftest import SMALL_RESNET, SMALL_SWIN, randomize
 
 FORBIDDEN_IN_RESNET = {"Gather", "GatherND", "GatherElements", "ScatterND", "Range", "Loop", "If", "Shape"}

@@ -10,12 +10,13 @@ import pytest
 from onnx import TensorProto, helper
 
 from acmix_deploy.errors import AcmixDeployError
+from acmix_deploy.exporters.onnx import export_onnx
+from acmix_deploy.exporters.precision import PrecisionError, to_fp16, to_int8
 from acmix_deploy.fileio import OutputExistsError
 from acmix_deploy.manifest import MANIFEST_KEY, Manifest, sidecar_path
 from acmix_deploy.models import build_model
 from acmix_deploy.parity import random_inputs
-from exporters.onnx import export_onnx, ort_session
-from exporters.precision import PrecisionError, to_fp16, to_int8
+from acmix_deploy.runtimes.onnxruntime import ort_session
 from tests.conftest import SMALL_SWIN, randomize
 
 # The float16 model vs the fp32 one on standard-normal inputs (random-weight small models, logits
@@ -212,8 +213,8 @@ def test_int8_tensorrt_accuracy_on_digits(digits, tmp_path):
 
 def test_dynamic_int8_runs_and_records_itself(small_artifacts, tmp_path):
     """Dynamic quantization needs no calibration; the manifest says which int8 form it is."""
+    from acmix_deploy.exporters.precision import to_int8_dynamic
     from acmix_deploy.manifest import read_sidecar
-    from exporters.precision import to_int8_dynamic
 
     dst = tmp_path / "dyn.onnx"
     report = to_int8_dynamic(small_artifacts["onnx"], dst)

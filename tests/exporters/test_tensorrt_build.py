@@ -14,9 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from acmix_deploy.fileio import OutputExistsError
-from acmix_deploy.manifest import MANIFEST_KEY, Manifest, Preprocessing
-from exporters.tensorrt import (
+from acmix_deploy.exporters.tensorrt import (
     BuildError,
     ProfileShapes,
     build_engine,
@@ -27,8 +25,10 @@ from exporters.tensorrt import (
     precision_plan,
     read_onnx_manifest,
 )
-from runtimes.base import MissingDependencyError, RunnerError
-from runtimes.tensorrt import TensorRTRunner, check_engine_compatibility, manifest_from_sidecar
+from acmix_deploy.fileio import OutputExistsError
+from acmix_deploy.manifest import MANIFEST_KEY, Manifest, Preprocessing
+from acmix_deploy.runtimes.base import MissingDependencyError, RunnerError
+from acmix_deploy.runtimes.tensorrt import TensorRTRunner, check_engine_compatibility, manifest_from_sidecar
 
 REPO = Path(__file__).resolve().parents[2]
 HINT = "pip install 'acmix-deploy[tensorrt]'"
@@ -105,11 +105,11 @@ def test_modules_import_without_tensorrt_in_a_clean_interpreter(tiny_onnx, tmp_p
                 return None
 
         sys.meta_path.insert(0, Block())
-        import exporters.tensorrt, exporters.tensorrt_support, runtimes.tensorrt
+        import acmix_deploy.exporters.tensorrt, acmix_deploy.exporters.tensorrt_support, acmix_deploy.runtimes.tensorrt
         assert "tensorrt" not in sys.modules
-        from runtimes.base import MissingDependencyError
+        from acmix_deploy.runtimes.base import MissingDependencyError
         try:
-            exporters.tensorrt.build_engine({str(tiny_onnx)!r}, {str(tmp_path / "t.engine")!r})
+            acmix_deploy.exporters.tensorrt.build_engine({str(tiny_onnx)!r}, {str(tmp_path / "t.engine")!r})
         except MissingDependencyError as exc:
             print("MISSING:", exc)
         """

@@ -68,8 +68,8 @@ def digits(trt):
 
 def _fp32_onnx(name: str, workdir: Path) -> Path:
     """Our fp32 export of a small (trained) or full-size (random) model, exported once per module."""
+    from acmix_deploy.exporters.onnx import export_onnx
     from acmix_deploy.models import build_model
-    from exporters.onnx import export_onnx
 
     path = workdir / f"{name}.onnx"
     if not path.is_file():
@@ -90,7 +90,7 @@ def _inputs(name: str, onnx_path: Path, request) -> tuple[np.ndarray, np.ndarray
 
 
 def _ort_logits(onnx_path: Path, x: np.ndarray) -> np.ndarray:
-    from runtimes.onnxruntime import OnnxRuntimeRunner
+    from acmix_deploy.runtimes.onnxruntime import OnnxRuntimeRunner
 
     with OnnxRuntimeRunner(onnx_path) as runner:
         return runner.infer(x)
@@ -101,7 +101,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _build(src: Path, precision: str, cache: Path, **profile):
-    from exporters.tensorrt import build_engine
+    from acmix_deploy.exporters.tensorrt import build_engine
 
     engine = src.with_name(f"{src.stem}.{precision}.engine")
     profile = {"min_batch": 1, "opt_batch": 8, "max_batch": 32, **profile}
@@ -110,7 +110,7 @@ def _build(src: Path, precision: str, cache: Path, **profile):
 
 
 def _trt_logits(engine: Path, x: np.ndarray, **options) -> np.ndarray:
-    from runtimes.tensorrt import TensorRTRunner
+    from acmix_deploy.runtimes.tensorrt import TensorRTRunner
 
     with TensorRTRunner(engine, **options) as runner:
         return runner.infer(x)
@@ -138,7 +138,7 @@ def test_fp32_engine_matches_onnxruntime(trt, name, workdir, timing_cache, reque
 @pytest.mark.parametrize("name", MODELS)
 def test_fp16_engine_from_the_mixed_precision_onnx(trt, name, workdir, timing_cache, request):
     """The form both TensorRT 10 (strongly typed) and 11 (always strongly typed) build."""
-    from exporters.precision import to_fp16
+    from acmix_deploy.exporters.precision import to_fp16
 
     onnx_path = _fp32_onnx(name, workdir)
     mixed = workdir / f"{name}.fp16.onnx"
@@ -159,7 +159,7 @@ def test_fp16_engine_from_the_mixed_precision_onnx(trt, name, workdir, timing_ca
 
 def test_fp16_builder_flag_on_an_fp32_onnx(trt, workdir, timing_cache, request):
     """TensorRT 10 offers the FP16 flag (weak typing); TensorRT 11 removed it and we say so."""
-    from exporters.tensorrt import BuildError
+    from acmix_deploy.exporters.tensorrt import BuildError
 
     onnx_path = _fp32_onnx("digits_r26", workdir)
     if _major(trt) >= 11:
@@ -176,7 +176,7 @@ def test_fp16_builder_flag_on_an_fp32_onnx(trt, workdir, timing_cache, request):
 def test_int8_engine_from_qdq_onnx_keeps_accuracy(trt, workdir, timing_cache, request):
     pytest.importorskip("sklearn")
     from acmix_deploy.datasets import write_digits_folder
-    from exporters.precision import to_int8
+    from acmix_deploy.exporters.precision import to_int8
 
     onnx_path = _fp32_onnx("digits_r26", workdir)
     qdq = workdir / "digits_r26.int8.onnx"
@@ -192,8 +192,8 @@ def test_int8_engine_from_qdq_onnx_keeps_accuracy(trt, workdir, timing_cache, re
 
 
 def test_dynamic_batch_cuda_graphs_and_profiler(trt, workdir, timing_cache, request):
-    from runtimes.base import RunnerError
-    from runtimes.tensorrt import TensorRTRunner
+    from acmix_deploy.runtimes.base import RunnerError
+    from acmix_deploy.runtimes.tensorrt import TensorRTRunner
 
     onnx_path = _fp32_onnx("digits_r26", workdir)
     engine = _build(onnx_path, "fp32", timing_cache, min_batch=1, opt_batch=4, max_batch=8)
@@ -219,8 +219,8 @@ def test_dynamic_batch_cuda_graphs_and_profiler(trt, workdir, timing_cache, requ
 
 def test_engine_is_a_plain_plan_and_mismatches_are_refused(trt, workdir, timing_cache):
     from acmix_deploy.manifest import sidecar_path
-    from runtimes.base import RunnerError
-    from runtimes.tensorrt import TensorRTRunner
+    from acmix_deploy.runtimes.base import RunnerError
+    from acmix_deploy.runtimes.tensorrt import TensorRTRunner
 
     engine = _build(_fp32_onnx("digits_r26", workdir), "fp32", timing_cache)
     plain = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine.read_bytes())

@@ -8,14 +8,19 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from acmix_deploy import build_model
-from exporters.tensorrt_support import SUPPORT_TABLE, check_tensorrt_readiness, format_findings, has_blockers
+from acmix_deploy.exporters.tensorrt_support import (
+    SUPPORT_TABLE,
+    check_tensorrt_readiness,
+    format_findings,
+    has_blockers,
+)
 from tests.conftest import SMALL_RESNET, SMALL_SWIN, randomize
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """Small ResNet (dynamic and fixed batch) and Swin exports, written by our exporter."""
-    from exporters.onnx import export_onnx
+    from acmix_deploy.exporters.onnx import export_onnx
 
     root = tmp_path_factory.mktemp("trt_ready")
     resnet = randomize(build_model("acmix_resnet26", **SMALL_RESNET), seed=3)

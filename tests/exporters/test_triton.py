@@ -7,8 +7,8 @@ import py_compile
 
 import pytest
 
+from acmix_deploy.exporters.triton import TritonError, write_triton_repository
 from acmix_deploy.manifest import read_sidecar
-from exporters.triton import TritonError, write_triton_repository
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] (test extra)")
 text_format = pytest.importorskip("google.protobuf.text_format")
@@ -52,7 +52,7 @@ def test_gpu_options_and_new_versions(small_artifacts, tmp_path):
 
 
 def test_fixed_batch_artifact_gets_batchless_config(small_artifacts, tmp_path):
-    from exporters.onnx import export_onnx
+    from acmix_deploy.exporters.onnx import export_onnx
 
     fixed = tmp_path / "fixed.onnx"
     export_onnx(small_artifacts["model"], fixed, img_size=64, batch=2)

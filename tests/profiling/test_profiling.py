@@ -8,7 +8,7 @@ from acmix_deploy.manifest import read_sidecar
 from acmix_deploy.profiling import summarize, time_interleaved
 from acmix_deploy.profiling.benchmark import benchmark, plot
 from acmix_deploy.profiling.layers import block_names, profile_onnx
-from runtimes import open_runner
+from acmix_deploy.runtimes import open_runner
 
 
 def test_summary_statistics():

@@ -43,7 +43,7 @@ def run_cli_inproc(*args: str) -> CliResult:
     """Run ``acmix-deploy ARGS`` in this process through ``cli.main``; an escaping exception is a traceback."""
     import traceback
 
-    import cli
+    import acmix_deploy.cli as cli
 
     out, err = io.StringIO(), io.StringIO()
     saved_argv = sys.argv

@@ -11,7 +11,7 @@ import pytest
 from acmix_deploy import Predictor
 from acmix_deploy.errors import AcmixDeployError
 from acmix_deploy.manifest import MANIFEST_KEY, ManifestError
-from runtimes.base import MissingDependencyError, RunnerError
+from acmix_deploy.runtimes.base import MissingDependencyError, RunnerError
 
 from .conftest import assert_clean_error, run_cli_inproc, tiny_classifier
 
@@ -91,7 +91,7 @@ def test_copied_artifact_without_manifest_sidecar_still_has_embedded_manifest(sm
 
 
 def _engine_sidecar(small_artifacts, trt="10.15.1.29", gpu="NVIDIA H100 80GB HBM3", cc="9.0") -> dict:
-    from runtimes.tensorrt import ENGINE_SIDECAR_FORMAT
+    from acmix_deploy.runtimes.tensorrt import ENGINE_SIDECAR_FORMAT
 
     manifest = json.loads(small_artifacts["onnx"].with_name("small.onnx.json").read_text())
     return {
@@ -106,7 +106,7 @@ def _engine_sidecar(small_artifacts, trt="10.15.1.29", gpu="NVIDIA H100 80GB HBM
 
 
 def test_matching_sidecar_is_accepted(small_artifacts):
-    from runtimes.tensorrt import check_engine_compatibility, manifest_from_sidecar
+    from acmix_deploy.runtimes.tensorrt import check_engine_compatibility, manifest_from_sidecar
 
     sidecar = _engine_sidecar(small_artifacts)
     check_engine_compatibility(sidecar, "10.15.1.29", "NVIDIA H100 80GB HBM3", "9.0")
@@ -124,7 +124,7 @@ def test_matching_sidecar_is_accepted(small_artifacts):
     ],
 )
 def test_sidecar_for_another_tensorrt_or_gpu_is_refused(small_artifacts, running, fragment):
-    from runtimes.tensorrt import check_engine_compatibility
+    from acmix_deploy.runtimes.tensorrt import check_engine_compatibility
 
     with pytest.raises(RunnerError, match="this engine was built for") as info:
         check_engine_compatibility(_engine_sidecar(small_artifacts), *running)
@@ -141,7 +141,7 @@ def test_sidecar_for_another_tensorrt_or_gpu_is_refused(small_artifacts, running
     ],
 )
 def test_malformed_sidecar_is_refused(sidecar, fragment):
-    from runtimes.tensorrt import check_engine_compatibility
+    from acmix_deploy.runtimes.tensorrt import check_engine_compatibility
 
     with pytest.raises(RunnerError, match=fragment):
         check_engine_compatibility(sidecar, "10.15.1.29", "NVIDIA H100 80GB HBM3", "9.0")
@@ -152,7 +152,7 @@ def test_malformed_sidecar_is_refused(sidecar, fragment):
     [(None, "no sidecar next to"), ("{not json", "not valid JSON"), ("[1, 2]", "not a JSON object")],
 )
 def test_engine_sidecar_file_problems(tmp_path, content, fragment):
-    from runtimes.tensorrt import read_engine_sidecar
+    from acmix_deploy.runtimes.tensorrt import read_engine_sidecar
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\x00" * 64)
@@ -168,7 +168,7 @@ def test_engine_sidecar_file_problems(tmp_path, content, fragment):
     ids=["no-manifest", "no-profile", "empty-profile"],
 )
 def test_sidecar_without_usable_manifest(small_artifacts, mutate):
-    from runtimes.tensorrt import manifest_from_sidecar
+    from acmix_deploy.runtimes.tensorrt import manifest_from_sidecar
 
     sidecar = _engine_sidecar(small_artifacts)
     mutate(sidecar)
@@ -187,7 +187,7 @@ def _has_tensorrt() -> bool:
 @pytest.mark.skipif(_has_tensorrt(), reason="checks the message shown when TensorRT is missing")
 @pytest.mark.parametrize("sidecar", [True, False], ids=["truncated-engine", "missing-sidecar"])
 def test_engine_without_tensorrt_names_the_extra(small_artifacts, tmp_path, image_corpus, sidecar):
-    from runtimes.tensorrt import TensorRTRunner
+    from acmix_deploy.runtimes.tensorrt import TensorRTRunner
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"ftrt" + b"\x00" * 100)  # a truncated plan
@@ -206,7 +206,7 @@ def test_engine_without_tensorrt_names_the_extra(small_artifacts, tmp_path, imag
 def test_truncated_engine_with_matching_sidecar_is_refused(small_artifacts, tmp_path):
     import tensorrt
 
-    from runtimes.tensorrt import TensorRTRunner, cuda_device_info
+    from acmix_deploy.runtimes.tensorrt import TensorRTRunner, cuda_device_info
 
     gpu = cuda_device_info(0)
     engine = tmp_path / "m.engine"

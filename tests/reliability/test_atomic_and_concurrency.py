@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _start_export(ckpt: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "export", str(ckpt), "-o", str(out), "--img-size", "64", *extra],
+        [sys.executable, "-m", "acmix_deploy.cli", "export", str(ckpt), "-o", str(out), "--img-size", "64", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

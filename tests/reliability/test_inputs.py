@@ -180,7 +180,7 @@ def test_convertible_arrays_are_served(onnx_predictor, array):
 
 
 def test_runner_refuses_malformed_batches(onnx_predictor):
-    from runtimes.base import RunnerError
+    from acmix_deploy.runtimes.base import RunnerError
 
     for bad in (np.zeros((3, 64, 64), np.float32), np.zeros((1, 3, 64, 64), np.int8), [[1.0]]):
         with pytest.raises(RunnerError, match="expected a"):

@@ -10,8 +10,8 @@ import onnx
 import pytest
 import torch
 
-from runtimes import BACKENDS, RunnerError, backend_for, open_runner
-from runtimes.base import MissingDependencyError
+from acmix_deploy.runtimes import BACKENDS, RunnerError, backend_for, open_runner
+from acmix_deploy.runtimes.base import MissingDependencyError
 
 
 def batch_of(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
@@ -53,7 +53,7 @@ def test_large_batches_are_split_within_limits(small_artifacts):
 
 
 def test_fixed_batch_artifact_pads_the_last_chunk(small_artifacts, tmp_path):
-    from exporters.onnx import export_onnx
+    from acmix_deploy.exporters.onnx import export_onnx
 
     path = tmp_path / "fixed4.onnx"
     export_onnx(small_artifacts["model"], path, img_size=64, batch=4)
