@@ -3,6 +3,11 @@
 Writers produce a temporary file in the destination directory, then ``os.replace`` it into
 place, so an interrupted run never leaves a half-written file and never damages what the
 user had. An existing destination is only replaced when the caller passes ``force=True``.
+
+The temporary is private (mode 0600) while it is written; before the rename it gets the mode a
+plain ``open(path, "w")`` would give: that of the file it replaces, else ``0666 & ~umask``. Without
+this the private mode would survive the rename and a server or colleague running as another user
+could not read the artifact.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +40,35 @@ def check_writable(path: str | Path, *, force: bool) -> Path:
     if parent.exists() and not os.access(parent, os.W_OK):
         raise AcmixDeployError(f"cannot write {path}: directory {parent} is not writable")
     return path
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the platform allows.
+
+    ``os.umask`` can only be read by setting it, which briefly changes the mode of files other
+    threads create; Linux exposes it in ``/proc/self/status``, so that is tried first.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def plain_mode(*, directory: bool = False) -> int:
+    """The mode a plain ``open(..., "w")`` (or ``mkdir``) gives a new file (directory) under the current umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
+def _final_mode(path: Path) -> int:
+    """The mode ``path`` should have once written: the mode of the file it replaces, else a plain write's."""
+    try:
+        existing = path.stat()
+    except OSError:
+        return plain_mode()
+    return stat.S_IMODE(existing.st_mode) if stat.S_ISREG(existing.st_mode) else plain_mode()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -64,7 +99,10 @@ def remove_stale_partials(path: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it into place, on failure delete it."""
+    """Yield a temporary path next to ``path``; on success move it into place, on failure delete it.
+
+    The file that appears has the mode a plain write would give it (see the module docstring).
+    """
     path = check_writable(path, force=force)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +116,8 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
         yield tmp
         if path.exists() and not force:  # something appeared meanwhile: still never clobber
             raise OutputExistsError(f"{path} already exists (use --force to overwrite)")
+        # Set on the path, just before the rename: some writers recreate the temporary by name.
+        os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
