@@ -13,6 +13,8 @@ import numpy as np
 
 from .errors import AcmixDeployError
 
+RANDOM_INPUTS = "standard normal, seeded"  # what random_inputs() draws: the default description of a run's inputs
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -33,7 +35,7 @@ class ParityReport:
     top1_agreement: float
     passed: bool
     tolerance: dict
-    inputs: str = "standard normal, seeded"
+    inputs: str = RANDOM_INPUTS  # what the compared outputs were computed from, as the caller described it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,8 +53,28 @@ def random_inputs(batch: int, img_size: int, seed: int) -> np.ndarray:
 
 
 def compare_outputs(
-    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], batches: list[int], tolerance: Tolerance
+    reference: Sequence[np.ndarray],
+    candidate: Sequence[np.ndarray],
+    batches: list[int],
+    tolerance: Tolerance,
+    *,
+    inputs: str = RANDOM_INPUTS,
 ) -> ParityReport:
+    """Compare two runs over the same inputs, batch by batch.
+
+    Args:
+        reference: the reference outputs, one array per batch.
+        candidate: the outputs under test, in the same order and shapes.
+        batches: the batch sizes, recorded in the report.
+        tolerance: the pass criteria.
+        inputs: what the outputs were computed from, recorded in the report, e.g.
+            ``"3 images (resize 73, crop 64, bilinear)"``; the default describes :func:`random_inputs`.
+
+    Raises:
+        AcmixDeployError: the shapes differ, or ``inputs`` is empty.
+    """
+    if not isinstance(inputs, str) or not inputs.strip():
+        raise AcmixDeployError("the description of the compared inputs must be a non-empty string")
     ref = np.concatenate([r.reshape(r.shape[0], -1) for r in reference]).astype(np.float64)
     out = np.concatenate([c.reshape(c.shape[0], -1) for c in candidate]).astype(np.float64)
     if ref.shape != out.shape:
@@ -78,4 +100,5 @@ def compare_outputs(
         top1_agreement=top1,
         passed=passed,
         tolerance=asdict(tolerance),
+        inputs=inputs,
     )
