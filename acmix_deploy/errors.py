@@ -13,3 +13,7 @@ class CheckpointError(AcmixDeployError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint's pickle references code we refuse to run without an explicit opt-in."""
+
+
+class InputSizeError(AcmixDeployError, ValueError):
+    """A model cannot run at the input size asked for (its family's rule says why)."""

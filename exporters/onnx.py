@@ -31,12 +31,11 @@ import torch
 from torch import nn
 
 import acmix_deploy
-from acmix_deploy.checkpoint import read_checkpoint
-from acmix_deploy.errors import AcmixDeployError
+from acmix_deploy.checkpoint import resolve_model
+from acmix_deploy.errors import AcmixDeployError, InputSizeError
 from acmix_deploy.fileio import atomic_write_text, check_writable
-from acmix_deploy.manifest import Manifest, Preprocessing, sidecar_path
-from acmix_deploy.models import family_of, match_variant
-from acmix_deploy.models.input_size import check_input_size
+from acmix_deploy.manifest import BatchSpec, Manifest, sidecar_path
+from acmix_deploy.models import match_variant
 from acmix_deploy.profiling.interleaved import time_interleaved
 from acmix_deploy.rewrite import to_deploy
 from acmix_deploy.runtimes.onnxruntime import ort_session
@@ -79,38 +78,6 @@ class ExportReport:
 
 def _noop(stage: str, message: str) -> None:
     pass
-
-
-def _resolve(source, img_size: int | None, trust_pickle: bool) -> tuple[nn.Module, dict, int]:
-    """(reference model, source description, img_size)."""
-    recorded = 224  # ACmix-ResNet tensors do not record a resolution; ImageNet's is the default
-    if isinstance(source, nn.Module):
-        model, info = source.eval(), {"type": "module", "class": type(source).__name__}
-    else:
-        ckpt = read_checkpoint(source, trust_pickle=trust_pickle)
-        overrides = {"img_size": img_size} if img_size and ckpt.spec.family == "acmix_swin" else {}
-        model = ckpt.to_model(**overrides)
-        recorded = ckpt.spec.img_size  # from the checkpoint's metadata when our writers stored it
-        info = {
-            "type": "checkpoint",
-            "file": Path(source).name,
-            "sha256": ckpt.sha256,
-            "format": ckpt.file_format,
-            "layout": ckpt.layout,
-            "metadata": {k: v for k, v in ckpt.metadata.items() if k != "config"},
-        }
-    family = family_of(model)
-    if family == "acmix_swin":
-        if img_size and img_size != model.img_size:
-            raise ExportError(f"this Swin-ACmix model is fixed to {model.img_size} px; --img-size {img_size} differs")
-        size = model.img_size
-    else:
-        size = img_size or recorded
-    try:
-        check_input_size(model, size)
-    except ValueError as exc:
-        raise ExportError(str(exc)) from None
-    return model, info, size
 
 
 def _tool_versions() -> dict:
@@ -188,7 +155,7 @@ def export_onnx(
         progress: ``callback(stage, message)`` for progress output.
 
     Raises:
-        ExportError, ParityError, CheckpointError, OutputExistsError.
+        ExportError (including a size the model cannot run at), ParityError, CheckpointError, OutputExistsError.
     """
     path = Path(path)
     if opset < MIN_OPSET:
@@ -204,8 +171,11 @@ def export_onnx(
     t0 = time.perf_counter()
     if isinstance(labels, str):
         raise ExportError("labels must be a list of class names, not one string (read a file with read_labels)")
-    reference, source_info, size = _resolve(source, img_size, trust_pickle)
-    family = family_of(reference)
+    try:
+        resolved = resolve_model(source, img_size, trust_pickle=trust_pickle)
+    except InputSizeError as exc:
+        raise ExportError(str(exc)) from None
+    reference, source_info, size, family = resolved.model, resolved.source, resolved.img_size, resolved.family.name
     progress("load", f"{family} at {size} px ({source_info.get('file', source_info['type'])})")
     seconds["load"] = time.perf_counter() - t0
 
@@ -237,9 +207,9 @@ def export_onnx(
         hparams=hparams,
         img_size=size,
         num_classes=int(hparams["num_classes"]),
-        preprocessing=Preprocessing.for_family(family, size),
+        preprocessing=resolved.family.preprocessing(size),
         variant=match_variant(family, hparams),
-        batch={"dynamic": batch is None, "min": batch or 1, "max": batch or max_batch},
+        batch=BatchSpec.fixed(batch) if batch else BatchSpec(max=max_batch),
         opset=opset,
         rewrite=rewrite,
         tools=_tool_versions(),
@@ -264,7 +234,7 @@ def export_onnx(
 
         report_parity = check_parity(reference, run, img_size=size, batches=batches, tolerance=tolerance)
         seconds["validate"] = time.perf_counter() - t0
-        manifest.parity = {"onnxruntime_vs_torch_reference": report_parity.to_dict()}
+        manifest = manifest.replace(parity={"onnxruntime_vs_torch_reference": report_parity.to_dict()})
         progress("validate", ("PASS " if report_parity.passed else "FAIL ") + report_parity.describe())
         if not report_parity.passed:
             failed = path.with_name(path.name + ".parity-failed.json")

@@ -73,8 +73,7 @@ class Runner(ABC):
 
     @property
     def batch_limits(self) -> tuple[int, int]:
-        b = self.manifest.batch
-        return int(b.get("min", 1)), int(b.get("max", 1))
+        return self.manifest.batch.min, self.manifest.batch.max
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N, num_classes) for an (N, 3, H, W) float batch; large batches are split."""
@@ -87,7 +86,7 @@ class Runner(ABC):
             raise RunnerError(f"expected a float array, got {batch.dtype}")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         hi = self.batch_limits[1]
-        dynamic = bool(self.manifest.batch.get("dynamic", True))
+        dynamic = self.manifest.batch.dynamic
         t0 = time.perf_counter()
         if not dynamic:
             out = self._infer_fixed(batch, hi)

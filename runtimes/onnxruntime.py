@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acmix_deploy.manifest import Manifest, ManifestError, Preprocessing, find_manifest
+from acmix_deploy.manifest import BatchSpec, Manifest, ManifestError, Preprocessing, find_manifest
 
 from .base import MissingDependencyError, Runner, RunnerError
 
@@ -133,7 +133,7 @@ class OnnxRuntimeRunner(Runner):
         return self._manifest_from_model(inputs[0], outputs[0])
 
     def _manifest_from_model(self, inp, out) -> Manifest:
-        manifest = find_manifest(self.session.get_modelmeta().custom_metadata_map, self.path)
+        manifest = find_manifest(self.path)
         if manifest is None:
             manifest = self._generic_manifest(inp, out)
         shape = inp.shape
@@ -161,10 +161,10 @@ class OnnxRuntimeRunner(Runner):
             hparams={},
             img_size=size,
             num_classes=int(out_shape[1]),
-            preprocessing=Preprocessing.for_family("generic", size),
+            preprocessing=Preprocessing.evaluation(size),
             input_name=inp.name,
             output_name=out.name,
-            batch={"dynamic": dynamic, "min": 1 if dynamic else shape[0], "max": 64 if dynamic else shape[0]},
+            batch=BatchSpec(max=64) if dynamic else BatchSpec.fixed(shape[0]),
         )
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:

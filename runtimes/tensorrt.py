@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from acmix_deploy.manifest import Manifest, ManifestError, sidecar_path
+from acmix_deploy.manifest import BatchSpec, Manifest, ManifestError, sidecar_path
 
 from .base import MissingDependencyError, Runner, RunnerError
 
@@ -171,8 +171,10 @@ def manifest_from_sidecar(sidecar: dict) -> Manifest:
         lo, hi = int(profile["min"][0]), int(profile["max"][0])
     except (KeyError, TypeError, IndexError, ValueError, ManifestError) as exc:
         raise RunnerError(f"engine sidecar has no usable manifest/profile ({exc})") from None
-    manifest.precision = str(sidecar.get("precision", manifest.precision))
-    manifest.batch = {"dynamic": lo != hi, "min": lo, "max": hi}
+    manifest = manifest.replace(
+        precision=str(sidecar.get("precision", manifest.precision)),
+        batch=BatchSpec(dynamic=lo != hi, min=lo, max=hi),
+    )
     return manifest
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from acmix_deploy.checkpoint import read_checkpoint
-from acmix_deploy.manifest import Manifest, Preprocessing
-from acmix_deploy.models.input_size import check_input_size
+from acmix_deploy.checkpoint import resolve_model
+from acmix_deploy.errors import InputSizeError
+from acmix_deploy.manifest import BatchSpec, Manifest
 from acmix_deploy.rewrite import to_deploy
 
 from .base import Runner, RunnerError
@@ -47,15 +47,11 @@ class TorchRunner(Runner):
         self.model: torch.nn.Module | None = None
 
     def _load(self) -> Manifest:
-        ckpt = read_checkpoint(self.path, trust_pickle=self.trust_pickle)
-        family = ckpt.spec.family
-        overrides = {"img_size": self.img_size} if self.img_size and family == "acmix_swin" else {}
-        model = ckpt.to_model(**overrides)
-        size = model.img_size if family == "acmix_swin" else (self.img_size or ckpt.spec.img_size)
         try:
-            check_input_size(model, size)
-        except ValueError as exc:
+            resolved = resolve_model(self.path, self.img_size, trust_pickle=self.trust_pickle)
+        except InputSizeError as exc:
             raise RunnerError(str(exc)) from None
+        model, size, ckpt, family = resolved.model, resolved.img_size, resolved.checkpoint, resolved.family
         if self.rewrite:
             model = to_deploy(model, img_size=size)
         model = model.to(self.device)
@@ -66,13 +62,13 @@ class TorchRunner(Runner):
         self.model = model.eval()
         hparams = ckpt.spec.hparams
         return Manifest(
-            family=family,
+            family=family.name,
             hparams=hparams,
             img_size=size,
             num_classes=int(hparams["num_classes"]),
-            preprocessing=Preprocessing.for_family(family, size),
+            preprocessing=family.preprocessing(size),
             variant=ckpt.spec.variant,
-            batch={"dynamic": True, "min": 1, "max": self.max_batch},
+            batch=BatchSpec(max=self.max_batch),
             precision="fp16" if self.fp16 else "fp32",
             rewrite=self.rewrite,
             source={"file": self.path.name, "sha256": ckpt.sha256, "layout": ckpt.layout},

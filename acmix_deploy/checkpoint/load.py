@@ -127,7 +127,9 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoi
         raise CheckpointError(f"{path}: {exc}") from None
     spec = _apply_stored_config(spec, metadata)
     if layout == "wrapped":
-        layout = {"acmix_resnet": "official-resnet", "acmix_swin": "official-swin"}[spec.family]
+        from ..families import get_family
+
+        layout = get_family(spec.family).official_layout
     _warn_non_finite(state_dict, path)
     return Checkpoint(path, sha256_file(path), file_format, layout, state_dict, spec, metadata)
 

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import AcmixDeployError
+from ..families import family_of
 from ..fileio import atomic_output
-from ..models.registry import family_of
 from .safetensors_io import safetensors_bytes
 
 LAYOUTS = ("official", "state-dict", "safetensors")
@@ -88,7 +88,7 @@ def official_payload(model: nn.Module, name: str, *, epoch: int = 0, img_size: i
     """
     sd = model.state_dict()
     optimizer = {"state": {}, "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": list(range(len(sd)))}]}
-    if family_of(model) == "acmix_resnet":
+    if family_of(model).official_layout == "official-resnet":
         payload = {
             "epoch": epoch,
             "arch": name,

@@ -1,7 +1,7 @@
 """The model zoo: reference ACmix models with the official code's keys and numerics."""
 
 from .acmix_resnet import ACmix, ACmixResNet, Bottleneck
-from .registry import build_model, family_of, get_entry, list_models, match_variant
+from .registry import build_model, get_entry, list_models, match_variant
 from .swin_acmix import SwinACmix, WindowAttentionACmix
 
 __all__ = [
@@ -11,7 +11,6 @@ __all__ = [
     "SwinACmix",
     "WindowAttentionACmix",
     "build_model",
-    "family_of",
     "get_entry",
     "list_models",
     "match_variant",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import nn
 
 from .acmix_resnet import ACmixResNet
-from .swin_acmix import SwinACmix
 
 
 def resnet_stem_output(img_size: int) -> int:
@@ -15,13 +14,14 @@ def resnet_stem_output(img_size: int) -> int:
 
 
 def check_input_size(model: nn.Module, img_size: int) -> None:
-    """Raise ValueError when ``model`` cannot run at ``img_size`` x ``img_size``."""
-    if isinstance(model, SwinACmix):
-        if img_size != model.img_size:
-            raise ValueError(f"this Swin-ACmix model is fixed to {model.img_size} px, not {img_size}")
-        return
-    if not isinstance(model, ACmixResNet):
-        return
+    """Raise ValueError when ``model`` cannot run at ``img_size`` x ``img_size`` (its family's rule)."""
+    from ..families import family_of
+
+    family_of(model).check_input_size(model, img_size)
+
+
+def check_resnet_input_size(model: ACmixResNet, img_size: int) -> None:
+    """ACmix-ResNet's rule: every stage must see more pixels than the reflect padding, halved evenly."""
     side = resnet_stem_output(img_size)
     pad = (model.k_att - 1) // 2
     for stage, depth in enumerate(model.layers_cfg):

@@ -7,13 +7,9 @@ num_classes, img_size, ...), which is how tests build small models.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
-
-from .acmix_resnet import ACmixResNet
-from .swin_acmix import SwinACmix
 
 
 @dataclass(frozen=True)
@@ -21,19 +17,15 @@ class ModelEntry:
     """One registered variant: its family, default constructor arguments and default input size."""
 
     name: str
-    family: str  # "acmix_resnet" or "acmix_swin"
+    family: str  # a registered family name (acmix_deploy.families)
     defaults: dict
     default_img_size: int = 224
 
     def build(self, **overrides) -> nn.Module:
-        kwargs = {**self.defaults, **overrides}
-        return FAMILIES[self.family](**kwargs)
+        from ..families import get_family
 
+        return get_family(self.family).build({**self.defaults, **overrides})
 
-FAMILIES: dict[str, Callable[..., nn.Module]] = {
-    "acmix_resnet": ACmixResNet,
-    "acmix_swin": SwinACmix,
-}
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
@@ -88,14 +80,6 @@ def build_model(name: str, **overrides) -> nn.Module:
         **overrides: constructor arguments replacing the variant's defaults.
     """
     return get_entry(name).build(**overrides).eval()
-
-
-def family_of(model: nn.Module) -> str:
-    """The registry family of a model instance."""
-    for family, cls in FAMILIES.items():
-        if isinstance(model, cls):
-            return family
-    raise TypeError(f"not an ACmix model: {type(model).__name__}")
 
 
 def match_variant(family: str, hparams: dict) -> str | None:

@@ -58,19 +58,12 @@ class LayerProfile:
 
 
 def block_names(manifest: Manifest) -> list[str]:
-    """Official names of the deploy model's ``blocks`` children, in order."""
-    hp = manifest.hparams
-    names: list[str] = []
-    if manifest.family == "acmix_resnet":
-        for stage, depth in enumerate(hp["layers"], start=1):
-            names += [f"layer{stage}.{j}" for j in range(depth)]
-    elif manifest.family == "acmix_swin":
-        depths = hp["depths"]
-        for stage, depth in enumerate(depths):
-            names += [f"layers.{stage}.blocks.{j}" for j in range(depth)]
-            if stage < len(depths) - 1:
-                names.append(f"layers.{stage}.downsample")
-    return names
+    """Official names of the deploy model's ``blocks`` children, in order (none for a generic model)."""
+    from ..families import family_names, get_family
+
+    if manifest.family not in family_names():
+        return []
+    return get_family(manifest.family).block_names(manifest.hparams)
 
 
 def _graph_index(onnx_path: Path) -> dict[str, dict]:
@@ -93,22 +86,11 @@ def _classify(name: str, op: str, graph: dict[str, dict], family: str) -> str:
         return "layout"
     base = name.removesuffix("_nchwc")
     node = graph.get(base) or graph.get(base.split("/MatmulTransposeFusion")[0]) or {"op": op, "group": 1}
-    if family == "acmix_resnet" and "/acmix/" in name:
-        if node["op"] == "Conv":
-            return "convolution" if node["group"] > 1 else "projection"
-        return "projection" if node["op"] == "Split" else "attention"
-    if family == "acmix_swin":
-        if "/attn/dep_conv/" in name or ("/attn/" in name and node["op"] == "Conv"):
-            return "convolution"
-        if "/attn/in_proj/" in name or ("/attn/" in name and node["op"] == "Split" and "Split_1" not in name):
-            return "projection"
-        if "/attn/" in name:
-            return "attention"
-        if "/mlp/" in name:
-            return "mlp"
-        if "norm" in name.lower() or node["op"] == "LayerNormalization":
-            return "norm"
-    return "other"
+    from ..families import family_names, get_family
+
+    if family not in family_names():
+        return "other"
+    return get_family(family).classify_kernel(name, node["op"], node["group"])
 
 
 def profile_onnx(

@@ -9,28 +9,22 @@ import copy
 
 from torch import nn
 
-from ..models.registry import family_of
+from ..families import family_of
 
 
 def to_deploy(model: nn.Module, img_size: int | None = None) -> nn.Module:
     """The deploy form of an ACmix model (eval mode).
 
     Args:
-        model: an ACmix-ResNet or Swin-ACmix in reference form.
+        model: an ACmix model in reference form (any registered family).
         img_size: input resolution the deploy form is specialised to (ACmix-ResNet; default 224).
-            Swin-ACmix is fixed to its own training resolution.
+            Families with a fixed resolution (Swin-ACmix) refuse any other.
+
+    Raises:
+        ValueError: the model cannot run at ``img_size``.
     """
-    family = family_of(model)
     source = copy.deepcopy(model).eval()
-    if family == "acmix_swin":
-        from .swin import DeploySwinACmix
-
-        if img_size not in (None, source.img_size):
-            raise ValueError(f"this Swin-ACmix model is fixed to {source.img_size} px, not {img_size}")
-        return DeploySwinACmix(source).eval()
-    from .resnet import DeployACmixResNet
-
-    return DeployACmixResNet(source, img_size or 224).eval()
+    return family_of(source).to_deploy(source, img_size).eval()
 
 
 __all__ = ["to_deploy"]

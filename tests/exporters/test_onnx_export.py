@@ -13,7 +13,7 @@ from acmix_deploy.checkpoint import save_checkpoint
 from acmix_deploy.exporters.onnx import ExportError, export_onnx
 from acmix_deploy.exporters.validate import ParityError, Tolerance
 from acmix_deploy.fileio import OutputExistsError
-from acmix_deploy.manifest import MANIFEST_KEY, Manifest, ManifestError, read_sidecar
+from acmix_deploy.manifest import MANIFEST_KEY, BatchSpec, Manifest, ManifestError, read_sidecar
 from acmix_deploy.models import build_model
 from acmix_deploy.runtimes.onnxruntime import ort_session
 from tests.conftest import SMALL_RESNET, SMALL_SWIN, randomize
@@ -93,7 +93,7 @@ def test_manifest_in_metadata_and_sidecar(resnet_onnx):
     assert embedded.to_dict() == sidecar.to_dict() == report.manifest.to_dict()
     assert sidecar.family == "acmix_resnet" and sidecar.img_size == 64 and sidecar.num_classes == 10
     assert sidecar.preprocessing.crop == 64 and sidecar.preprocessing.mean == (0.485, 0.456, 0.406)
-    assert sidecar.batch == {"dynamic": True, "min": 1, "max": 32}
+    assert sidecar.batch == BatchSpec(dynamic=True, min=1, max=32)
     assert sidecar.opset == 20 and set(sidecar.tools) >= {"torch", "onnx", "onnxruntime", "acmix_deploy"}
     assert sidecar.parity["onnxruntime_vs_torch_reference"]["passed"] is True
 
@@ -114,7 +114,7 @@ def test_fixed_batch_export(resnet, tmp_path):
     assert report.parity.batches == [3]
     dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [3, 3, 64, 64]
-    assert read_sidecar(path).batch == {"dynamic": False, "min": 3, "max": 3}
+    assert read_sidecar(path).batch == BatchSpec(dynamic=False, min=3, max=3)
     with pytest.raises(Exception, match=r"(?i)dimension|shape"):
         run(path, np.zeros((2, 3, 64, 64), np.float32))
 

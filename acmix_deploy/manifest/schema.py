@@ -1,0 +1,258 @@
+"""The manifest every artifact carries: what the model is, how to feed it, and how it was proven.
+
+Stored as ONNX ``metadata_props`` (key ``acmix_deploy.manifest``) and as a JSON sidecar next to
+the artifact (``model.onnx`` -> ``model.onnx.json``), so a Predictor, the TensorRT builder or
+the Triton exporter needs nothing but the artifact. Every stage that learns something about an
+artifact (export, precision conversion, engine build) records it in a typed field here; keys
+written by a newer release that this one does not know are kept in ``extra`` and written back,
+so a round trip never loses anything. Plain data only: no ONNX, ONNX Runtime or TensorRT here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import AcmixDeployError
+
+MANIFEST_KEY = "acmix_deploy.manifest"
+FORMAT_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CROP_RATIO = 0.875  # both official evaluation transforms resize to img_size / 0.875, then center-crop
+DEFAULT_MAX_BATCH = 32
+
+
+class ManifestError(AcmixDeployError):
+    """A manifest is missing, malformed, or does not match its artifact."""
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """The batch sizes an artifact accepts: a dynamic range, or one fixed size (``min == max``).
+
+    One default everywhere: an artifact that says nothing about its batch is dynamic, 1..32.
+    """
+
+    dynamic: bool = True
+    min: int = 1
+    max: int = DEFAULT_MAX_BATCH
+    opt: int | None = None  # the size an engine profile was tuned for; None for ONNX
+
+    def __post_init__(self) -> None:
+        if type(self.dynamic) is not bool:
+            raise ManifestError(f"batch.dynamic must be true or false, got {self.dynamic!r}")
+        if not (_is_int(self.min) and _is_int(self.max)) or not 1 <= self.min <= self.max:
+            raise ManifestError(f"batch limits must be integers with 1 <= min <= max, got {self.min!r}..{self.max!r}")
+        if self.opt is not None and (not _is_int(self.opt) or not self.min <= self.opt <= self.max):
+            raise ManifestError(f"batch.opt {self.opt!r} is outside {self.min}..{self.max}")
+        if not self.dynamic and self.min != self.max:
+            raise ManifestError(f"a fixed batch needs min == max, got {self.min}..{self.max}")
+
+    @classmethod
+    def fixed(cls, size: int) -> BatchSpec:
+        return cls(dynamic=False, min=size, max=size)
+
+    def to_dict(self) -> dict:
+        data: dict[str, Any] = {"dynamic": self.dynamic, "min": self.min, "max": self.max}
+        if self.opt is not None:
+            data["opt"] = self.opt
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> BatchSpec:
+        if not isinstance(data, dict):
+            raise ManifestError(f"manifest batch must be an object, got {type(data).__name__}")
+        unknown = set(data) - {"dynamic", "min", "max", "opt"}
+        if unknown:
+            raise ManifestError(f"manifest batch has unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+    # Mapping-style access for callers written against the old untyped dict; new code uses attributes.
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB image becomes the model input: the official evaluation transforms.
+
+    ResNet (``ResNet/main.py``): Resize(256) + CenterCrop(224), bilinear. Swin (``build_transform``
+    with TEST.CROP): Resize(int(img / 0.875)) + CenterCrop(img), bicubic. Both then scale to [0, 1]
+    and normalise with the ImageNet mean and std, NCHW float32. Which interpolation a family uses
+    is the family's knowledge (``acmix_deploy.families``); this class only holds the numbers.
+    """
+
+    resize: int
+    crop: int
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    layout: str = "NCHW"
+    color: str = "RGB"
+
+    @classmethod
+    def evaluation(cls, img_size: int, interpolation: str = "bilinear") -> Preprocessing:
+        """The official evaluation transform for ``img_size``: resize to img_size / 0.875, center-crop."""
+        return cls(resize=int(img_size / CROP_RATIO), crop=img_size, interpolation=interpolation)
+
+    @classmethod
+    def for_family(cls, family: str, img_size: int) -> Preprocessing:
+        """The evaluation transform of a registered model family (its interpolation) at ``img_size``."""
+        from ..families import get_family
+
+        return get_family(family).preprocessing(img_size)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Preprocessing:
+        if not isinstance(data, dict):
+            raise ManifestError("manifest preprocessing must be an object")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ManifestError(f"manifest preprocessing has unknown keys {sorted(unknown)}")
+        values = {k: tuple(v) if k in ("mean", "std") and isinstance(v, list) else v for k, v in data.items()}
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ManifestError(f"malformed manifest preprocessing ({exc})") from None
+
+
+def _check_labels(labels: object, num_classes: int) -> None:
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ManifestError("manifest labels must be a list of strings")
+    bad = [x for x in labels if not x.strip() or x in (".", "..") or "/" in x or "\\" in x or "\n" in x]
+    if bad:
+        raise ManifestError(f"manifest labels must be usable as folder names; not {bad[0]!r}")
+    if len(labels) != num_classes:
+        raise ManifestError(f"manifest has {len(labels)} labels for {num_classes} classes")
+
+
+_OPTIONAL_RECORDS = ("precision_report", "int8_target", "calibration")  # written only when set
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything any stage knows about one artifact. Frozen: derive changed copies with :meth:`replace`."""
+
+    family: str
+    hparams: dict
+    img_size: int
+    num_classes: int
+    preprocessing: Preprocessing
+    variant: str | None = None
+    input_name: str = "input"
+    output_name: str = "logits"
+    batch: BatchSpec = field(default_factory=BatchSpec)
+    precision: str = "fp32"
+    opset: int | None = None
+    rewrite: bool = True
+    tools: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+    parity: dict = field(default_factory=dict)
+    labels: list[str] | None = None  # class names in output order; None: ImageNet-1k or class_<i>
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+    precision_report: dict | None = None  # fp16/int8 variants: parity vs fp32, accuracy, speed (exporters.precision)
+    int8_target: str | None = None  # int8 variants: "cpu", "tensorrt" or "cpu-dynamic"
+    calibration: dict | None = None  # static int8: the calibration images and method
+    extra: dict = field(default_factory=dict)  # keys from a newer writer, kept verbatim
+
+    def __post_init__(self) -> None:
+        if not (_is_int(self.img_size) and _is_int(self.num_classes)):
+            raise ManifestError("manifest img_size and num_classes must be integers")
+        if self.img_size <= 0 or self.num_classes <= 0:
+            raise ManifestError("manifest has a non-positive img_size or num_classes")
+        for name in ("hparams", "tools", "source", "parity", "extra", "precision_report", "calibration", "labels"):
+            object.__setattr__(self, name, _plain(getattr(self, name)))
+        if not isinstance(self.batch, BatchSpec):
+            object.__setattr__(self, "batch", BatchSpec.from_dict(self.batch))
+        if not isinstance(self.preprocessing, Preprocessing):
+            object.__setattr__(self, "preprocessing", Preprocessing.from_dict(self.preprocessing))
+        if self.labels is not None:
+            _check_labels(self.labels, self.num_classes)
+
+    @property
+    def input_shape(self) -> tuple[int | str, int, int, int]:
+        batch: int | str = "batch" if self.batch.dynamic else self.batch.max
+        return (batch, 3, self.img_size, self.img_size)
+
+    def replace(self, **changes: Any) -> Manifest:
+        """A copy with ``changes`` applied (validated like any manifest)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or (f.name in _OPTIONAL_RECORDS and value is None):
+                continue
+            if isinstance(value, BatchSpec | Preprocessing):
+                value = value.to_dict()
+            data[f.name] = _plain(value)
+        return {**data, **_plain(self.extra)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Manifest:
+        """Validate and type a manifest read from JSON.
+
+        Raises:
+            ManifestError: wrong format version, missing or mistyped fields.
+        """
+        if not isinstance(data, dict):
+            raise ManifestError("manifest is not a JSON object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ManifestError(f"manifest format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        fields = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known}
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in fields and _required(f)]
+        if missing:
+            raise ManifestError(f"malformed manifest (missing {', '.join(missing)})")
+        for key in ("hparams", "tools", "source", "parity"):
+            if key in fields and not isinstance(fields[key], dict):
+                raise ManifestError(f"manifest {key} must be an object")
+        try:
+            return cls(
+                **{**fields, "batch": BatchSpec.from_dict(fields.get("batch", {}))},
+                extra=extra,
+            )
+        except TypeError as exc:
+            raise ManifestError(f"malformed manifest ({exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"manifest is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ManifestError("manifest is not valid JSON (nested too deeply)") from None
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _plain(value: Any) -> Any:
+    """JSON-shaped copy: tuples become lists, so ``from_dict(to_dict(m)) == m`` compares like with like."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
