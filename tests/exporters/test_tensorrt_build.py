@@ -286,13 +286,13 @@ def test_sidecar_round_trip(tmp_path):
     assert sidecar["onnx"] == {"file": "m.onnx", "sha256": "ab" * 32}
     assert sidecar["manifest"]["precision"] == "fp32"  # the ONNX's own manifest, unchanged
     manifest = manifest_from_sidecar(sidecar)
-    assert manifest.precision == "fp16" and manifest.batch == {"dynamic": True, "min": 1, "max": 4}
+    assert manifest.precision == "fp16" and manifest.batch.to_dict() == {"dynamic": True, "min": 1, "max": 4}
     check_engine_compatibility(sidecar, "10.9.0.34", "NVIDIA H100 80GB HBM3", "9.0")
 
 
 def test_sidecar_fixed_profile(tmp_path):
     sidecar = _sidecar(tmp_path, min_batch=4, opt_batch=4, max_batch=4)
-    assert manifest_from_sidecar(sidecar).batch == {"dynamic": False, "min": 4, "max": 4}
+    assert manifest_from_sidecar(sidecar).batch.to_dict() == {"dynamic": False, "min": 4, "max": 4}
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,7 @@ def test_matching_sidecar_is_accepted(small_artifacts):
     sidecar = _engine_sidecar(small_artifacts)
     check_engine_compatibility(sidecar, "10.15.1.29", "NVIDIA H100 80GB HBM3", "9.0")
     manifest = manifest_from_sidecar(sidecar)
-    assert manifest.batch == {"dynamic": True, "min": 1, "max": 8} and manifest.img_size == 64
+    assert manifest.batch.to_dict() == {"dynamic": True, "min": 1, "max": 8} and manifest.img_size == 64
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,169 @@
+"""``build_engine``: the TensorRT build as a sequence of stages, each in its own module.
+
+1. arguments, outputs (:mod:`.sidecar`), the ONNX's manifest and input (:mod:`.network`), the
+   batch profile (:mod:`.profile`) and the CPU readiness check, all before TensorRT is imported;
+2. the precision plan for this TensorRT (:mod:`.precision_flags`);
+3. the network, parsed from the ONNX path (:mod:`.network`);
+4. the builder config: flags, profile, timing cache (:mod:`.config`);
+5. the serialized plan (:mod:`.plan`);
+6. the engine, its sidecar and optional layer info, written atomically (:mod:`.sidecar`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from acmix_deploy.fileio import sha256_file
+from acmix_deploy.manifest import sidecar_path
+from acmix_deploy.runtimes.tensorrt import cuda_device_info, import_tensorrt, trt_major
+
+from .base import PRECISIONS, BuildError, Progress, no_progress
+from .config import BuilderSettings, attach_timing_cache, create_builder_config, read_timing_cache, save_timing_cache
+from .network import parse_network, read_onnx_manifest, refuse_unready_graph
+from .plan import build_serialized_plan, create_builder, inspect_plan_layers, make_logger
+from .precision_flags import precision_plan
+from .profile import ProfileShapes, compute_profile
+from .sidecar import check_engine_outputs, make_engine_sidecar, write_engine_files
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_engine` made, and how."""
+
+    engine_path: Path
+    sidecar_path: Path
+    layers_path: Path | None
+    precision: str
+    profile: ProfileShapes
+    trt_version: str
+    gpu: dict
+    build_seconds: float
+    size_bytes: int
+    timing_cache: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(
+            engine_path=str(self.engine_path),
+            sidecar_path=str(self.sidecar_path),
+            layers_path=str(self.layers_path) if self.layers_path else None,
+            timing_cache=str(self.timing_cache) if self.timing_cache else None,
+            profile=self.profile.to_dict(),
+        )
+        return data
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    precision: str = "fp32",
+    min_batch: int = 1,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
+    workspace_gb: float = 4.0,
+    timing_cache: str | Path | None = None,
+    builder_optimization_level: int | None = None,
+    inspector_json: bool = False,
+    force: bool = False,
+    progress: Progress = no_progress,
+) -> BuildReport:
+    """Build ``engine_path`` from an acmix-deploy ONNX, with its sidecar ``<engine>.json``.
+
+    Args:
+        onnx_path: an ONNX written by ``exporters.onnx.export_onnx`` (it needs the manifest).
+        engine_path: destination plan (``.engine``/``.plan``).
+        precision: ``fp32``, ``fp16`` or ``int8`` (see :func:`~.precision_flags.precision_plan`).
+        min_batch, opt_batch, max_batch: the batch profile (see :func:`~.profile.compute_profile`).
+        workspace_gb: builder workspace memory pool limit.
+        timing_cache: a timing-cache file to read (if present) and write back (it is a cache:
+            updated in place whatever ``force`` says).
+        builder_optimization_level: 0..5 (TensorRT's default is 3); ``None`` keeps the default.
+        inspector_json: also write engine-inspector layer info (``<engine>.layers.json``); builds
+            with ``ProfilingVerbosity.DETAILED``.
+        force: replace existing engine/sidecar/layer files.
+        progress: ``callback(stage, message)``; ``print`` works.
+
+    Raises:
+        BuildError, MissingDependencyError, OutputExistsError.
+    """
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if precision not in PRECISIONS:
+        raise BuildError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    settings = BuilderSettings(
+        workspace_gb=workspace_gb,
+        optimization_level=builder_optimization_level,
+        detailed_profiling=inspector_json,
+        timing_cache=Path(timing_cache) if timing_cache is not None else None,
+    )
+    check_engine_outputs(engine_path, layers=inspector_json, force=force)
+    cache_blob = read_timing_cache(settings.timing_cache) if settings.timing_cache else None
+
+    manifest, input_name, input_shape, proto = read_onnx_manifest(onnx_path)
+    profile = compute_profile(
+        input_name, input_shape, manifest.batch, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch
+    )
+    progress("profile", f"{input_name}: min {profile.min}, opt {profile.opt}, max {profile.max}")
+
+    trt = import_tensorrt()
+    version = str(trt.__version__)
+    warnings = refuse_unready_graph(proto, onnx_path.name, trt_major(version), progress)
+    del proto  # the parser reads the file itself; the graph need not stay in memory
+
+    plan_flags = precision_plan(
+        precision,
+        trt_version=version,
+        onnx_precision=manifest.precision,
+        builder_flags=set(trt.BuilderFlag.__members__),
+        network_flags=set(trt.NetworkDefinitionCreationFlag.__members__),
+    )
+    progress("precision", f"TensorRT {version}: {plan_flags.note}")
+
+    gpu = cuda_device_info()
+    logger = make_logger(trt)
+    builder = create_builder(trt, logger)
+    t0 = time.perf_counter()
+    parsed = parse_network(trt, builder, logger, onnx_path, plan_flags, input_name, progress)
+    config = create_builder_config(trt, builder, plan_flags, profile, settings)
+    if cache_blob is not None:
+        attach_timing_cache(config, cache_blob, settings.timing_cache, progress)
+    progress("build", f"building {precision} engine (this takes a while)")
+    plan = build_serialized_plan(trt, builder, parsed.network, config, logger, progress)
+    seconds = time.perf_counter() - t0
+    progress("build", f"done in {seconds:.1f} s ({len(plan) / 1e6:.1f} MB)")
+    if cache_blob is not None:
+        save_timing_cache(config, settings.timing_cache)
+
+    sidecar = make_engine_sidecar(
+        manifest=manifest,
+        onnx_path=onnx_path,
+        onnx_sha256=sha256_file(onnx_path),
+        profile=profile,
+        precision=precision,
+        trt_version=version,
+        gpu=gpu,
+        build_seconds=seconds,
+        builder=settings.record(plan_flags),
+    )
+    layer_info = inspect_plan_layers(trt, logger, plan) if inspector_json else None
+    layer_file = write_engine_files(engine_path, plan, sidecar, layer_info=layer_info, force=force)
+    progress("write", f"{engine_path} + {sidecar_path(engine_path).name}")
+    return BuildReport(
+        engine_path=engine_path,
+        sidecar_path=sidecar_path(engine_path),
+        layers_path=layer_file,
+        precision=precision,
+        profile=profile,
+        trt_version=version,
+        gpu=gpu,
+        build_seconds=seconds,
+        size_bytes=len(plan),
+        timing_cache=settings.timing_cache,
+        warnings=warnings,
+    )
+
+
+__all__ = ["BuildReport", "build_engine"]

@@ -1,0 +1,100 @@
+"""The write stage: the plan as is, its metadata in ``<engine>.json`` and optional layer info.
+
+The engine file is an unmodified TensorRT plan (no prefix bytes: trtexec, Triton or any TensorRT
+tool loads it); everything a runner needs besides it (the model's manifest, the profile, the
+TensorRT version and GPU it was built for) goes to the JSON sidecar. Writes are atomic and refuse
+to replace anything without ``force``; the sidecar is written before the plan, so an engine never
+exists without its metadata, and a failed write removes what this build had written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+from acmix_deploy.fileio import atomic_write_bytes, atomic_write_text, check_writable
+from acmix_deploy.manifest import Manifest, sidecar_path
+from acmix_deploy.runtimes.tensorrt import ENGINE_SIDECAR_FORMAT, ENGINE_SIDECAR_VERSION
+
+from .profile import ProfileShapes
+
+
+def layers_path(engine: str | Path) -> Path:
+    """``model.engine`` -> ``model.engine.layers.json``."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".layers.json")
+
+
+def engine_outputs(engine_path: Path, *, layers: bool) -> list[Path]:
+    """Every file a build writes: the plan, its sidecar and, with ``layers``, the layer info."""
+    return [engine_path, sidecar_path(engine_path)] + ([layers_path(engine_path)] if layers else [])
+
+
+def check_engine_outputs(engine_path: Path, *, layers: bool, force: bool) -> None:
+    """Refuse, before any work, outputs that exist (without ``force``) or cannot be written.
+
+    Raises:
+        OutputExistsError, AcmixDeployError: see :func:`acmix_deploy.fileio.check_writable`.
+    """
+    for path in engine_outputs(engine_path, layers=layers):
+        check_writable(path, force=force)
+
+
+def make_engine_sidecar(
+    *,
+    manifest: Manifest,
+    onnx_path: Path,
+    onnx_sha256: str,
+    profile: ProfileShapes,
+    precision: str,
+    trt_version: str,
+    gpu: dict,
+    build_seconds: float,
+    builder: dict,
+) -> dict:
+    """The ``<engine>.json`` content: everything a runner needs besides the plan itself."""
+    return {
+        "format": ENGINE_SIDECAR_FORMAT,
+        "format_version": ENGINE_SIDECAR_VERSION,
+        "precision": precision,
+        "profile": profile.to_dict(),
+        "tensorrt": {"version": str(trt_version)},
+        "gpu": {"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability")},
+        "cuda": {"version": gpu.get("cuda")},
+        "onnx": {"file": onnx_path.name, "sha256": onnx_sha256},
+        "manifest": manifest.to_dict(),
+        "builder": builder,
+        "build_seconds": round(build_seconds, 3),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_engine_files(
+    engine_path: Path, plan: bytes, sidecar: dict, *, layer_info: str | None = None, force: bool = False
+) -> Path | None:
+    """Write the layer info (if any), then the sidecar, then the plan; all or nothing.
+
+    Returns:
+        The layer-info path, or ``None`` when there was none to write.
+
+    Raises:
+        OutputExistsError: a destination exists and ``force`` is false (nothing is left behind).
+    """
+    written: list[Path] = []
+    layer_file = None
+    try:
+        if layer_info is not None:
+            layer_file = atomic_write_text(layers_path(engine_path), layer_info, force=force)
+            written.append(layer_file)
+        text = json.dumps(sidecar, indent=2) + "\n"
+        written.append(atomic_write_text(sidecar_path(engine_path), text, force=force))
+        atomic_write_bytes(engine_path, plan, force=force)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return layer_file
+
+
+__all__ = ["check_engine_outputs", "engine_outputs", "layers_path", "make_engine_sidecar", "write_engine_files"]
