@@ -31,10 +31,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from acmix_deploy.manifest import find_manifest
-from acmix_deploy.profiling import time_interleaved
+from acmix_deploy.manifest import ManifestError, read_manifest
 from acmix_deploy.profiling.layers import profile_onnx
 from acmix_deploy.runtimes.onnxruntime import ort_session
+from acmix_deploy.timing import time_interleaved
 
 # (name, M tokens per image, K, N, uses per image) — Swin-T-ACmix linear layers at 224 px
 # (qkv, proj, mlp fc1/fc2 per block; depths 2, 2, 6, 2; tokens 56², 28², 14², 7²).
@@ -132,10 +132,10 @@ def amdahl_bound(onnx_path: Path, batch: int, weighted: float, best: float) -> s
     Two bounds: every GEMM-like kernel as fast as the model's own time-weighted kernel speed-up
     (realistic), and as fast as the single best kernel measured (generous).
     """
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    manifest = find_manifest({p.key: p.value for p in proto.metadata_props}, onnx_path)
-    if manifest is None:
-        raise SystemExit(f"{onnx_path}: not an acmix-deploy export (no manifest)")
+    try:
+        manifest = read_manifest(onnx_path)
+    except ManifestError as exc:
+        raise SystemExit(f"{onnx_path}: not an acmix-deploy export ({exc})") from None
     profile = profile_onnx(onnx_path, manifest, iterations=5, batch=batch)
     gemm = sum(ms for op, ms in profile.by_op.items() if op in GEMM_OPS)
     share = gemm / profile.total_ms
