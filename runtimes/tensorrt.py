@@ -2,9 +2,11 @@
 
 The engine file is an unmodified TensorRT plan; everything else (the model's manifest, the
 optimisation profile, the TensorRT version and GPU it was built for) lives in the JSON sidecar
-``<engine>.json``. Engines are specific to the TensorRT version and GPU that built them, so the
-runner compares the sidecar with the running TensorRT and GPU first and refuses a mismatch with a
-message, instead of letting deserialisation fail obscurely or run untuned tactics.
+``<engine>.json``, a typed :class:`acmix_deploy.manifest.EngineSidecar` read by the package's one
+metadata reader (:func:`acmix_deploy.manifest.read_engine_sidecar`). Engines are specific to the
+TensorRT version and GPU that built them, so the runner compares the sidecar with the running
+TensorRT and GPU first and refuses a mismatch with a message, instead of letting deserialisation
+fail obscurely or run untuned tactics.
 
 Execution uses the TensorRT 10/11 tensor-name API (``set_input_shape``, ``infer_shapes``,
 ``set_tensor_address``, ``execute_async_v3``) on a non-default CUDA stream, with torch CUDA tensors
@@ -17,18 +19,15 @@ works without them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from acmix_deploy.manifest import BatchSpec, Manifest, ManifestError, sidecar_path
+from acmix_deploy.manifest import EngineSidecar, Manifest, read_engine_sidecar
 
 from .base import MissingDependencyError, Runner, RunnerError
 
-ENGINE_SIDECAR_FORMAT = "acmix-deploy.tensorrt-engine"
-ENGINE_SIDECAR_VERSION = 1
 INSTALL_HINT = "pip install 'acmix-deploy[tensorrt]'"
 
 
@@ -98,7 +97,9 @@ def cuda_device_info(device: int = 0) -> dict[str, Any]:
     raise RunnerError("no CUDA GPU is visible (torch.cuda.is_available() is False and cuda-python is not installed)")
 
 
-def check_engine_compatibility(sidecar: dict, trt_version: str, gpu_name: str, compute_capability: str) -> None:
+def check_engine_compatibility(
+    sidecar: EngineSidecar, trt_version: str, gpu_name: str, compute_capability: str
+) -> None:
     """Refuse an engine built by another TensorRT version or for another GPU.
 
     A TensorRT plan holds kernels chosen and compiled for one TensorRT release and one GPU; NVIDIA
@@ -107,75 +108,26 @@ def check_engine_compatibility(sidecar: dict, trt_version: str, gpu_name: str, c
     failure into a message that says what to rebuild.
 
     Args:
-        sidecar: the engine's ``<engine>.json`` content.
+        sidecar: the engine's sidecar (:func:`acmix_deploy.manifest.read_engine_sidecar`).
         trt_version: the running ``tensorrt.__version__``.
         gpu_name: the running GPU's name.
         compute_capability: the running GPU's compute capability, ``"major.minor"``.
 
     Raises:
-        RunnerError: the sidecar is not an engine sidecar, or it does not match.
+        RunnerError: the sidecar does not match.
     """
-    if not isinstance(sidecar, dict) or sidecar.get("format") != ENGINE_SIDECAR_FORMAT:
-        raise RunnerError("not an acmix-deploy TensorRT engine sidecar (missing 'format')")
-    try:
-        built_trt = str(sidecar["tensorrt"]["version"])
-        built_gpu = str(sidecar["gpu"]["name"])
-        built_cc = str(sidecar["gpu"]["compute_capability"])
-    except (KeyError, TypeError):
-        raise RunnerError("engine sidecar lacks the TensorRT version or GPU it was built for") from None
     problems = []
-    if built_trt != str(trt_version):
-        problems.append(f"TensorRT {built_trt}, running {trt_version}")
-    if built_cc != str(compute_capability):
-        problems.append(f"compute capability {built_cc}, this GPU has {compute_capability}")
-    if built_gpu != str(gpu_name):
-        problems.append(f"GPU {built_gpu!r}, this is {gpu_name!r}")
+    if sidecar.tensorrt_version != str(trt_version):
+        problems.append(f"TensorRT {sidecar.tensorrt_version}, running {trt_version}")
+    if str(sidecar.compute_capability) != str(compute_capability):
+        problems.append(f"compute capability {sidecar.compute_capability}, this GPU has {compute_capability}")
+    if str(sidecar.gpu_name) != str(gpu_name):
+        problems.append(f"GPU {sidecar.gpu_name!r}, this is {gpu_name!r}")
     if problems:
         raise RunnerError(
             "this engine was built for " + "; ".join(problems) + ". TensorRT engines are specific to the "
             "TensorRT version and GPU: rebuild it here with `acmix-deploy build MODEL.onnx`"
         )
-
-
-def read_engine_sidecar(engine: str | Path) -> dict:
-    """The ``<engine>.json`` sidecar as a dict.
-
-    Raises:
-        RunnerError: missing or not JSON.
-    """
-    path = sidecar_path(engine)
-    if not path.is_file():
-        raise RunnerError(f"no sidecar next to {engine} (expected {path.name}); rebuild the engine with acmix-deploy")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunnerError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise RunnerError(f"{path}: not a JSON object")
-    return data
-
-
-def manifest_from_sidecar(sidecar: dict) -> Manifest:
-    """The model manifest an engine serves: the ONNX's manifest, precision and batch from the build.
-
-    The embedded manifest describes the ONNX (its precision, its batch promise); the engine may
-    have been built in another precision and for a narrower batch range, and the base Runner
-    splits batches by ``manifest.batch``, so both come from the engine's profile.
-
-    Raises:
-        RunnerError: the sidecar lacks a manifest or profile.
-    """
-    try:
-        manifest = Manifest.from_dict(dict(sidecar["manifest"]))
-        profile = sidecar["profile"]
-        lo, hi = int(profile["min"][0]), int(profile["max"][0])
-    except (KeyError, TypeError, IndexError, ValueError, ManifestError) as exc:
-        raise RunnerError(f"engine sidecar has no usable manifest/profile ({exc})") from None
-    manifest = manifest.replace(
-        precision=str(sidecar.get("precision", manifest.precision)),
-        batch=BatchSpec(dynamic=lo != hi, min=lo, max=hi),
-    )
-    return manifest
 
 
 def make_layer_profiler(trt):
@@ -223,7 +175,7 @@ class TensorRTRunner(Runner):
         if cuda_graph and profile:
             raise RunnerError("per-layer profiling and CUDA graphs exclude each other; choose one")
         self.device, self.cuda_graph, self.profile = device, cuda_graph, profile
-        self.sidecar: dict = {}
+        self.sidecar: EngineSidecar | None = None
         self._trt = self._torch = None
         self._engine = self._context = self._stream = self._profiler = None
         self._buffers: dict[int, tuple[Any, Any]] = {}
@@ -238,10 +190,10 @@ class TensorRTRunner(Runner):
             raise RunnerError("TensorRT engines need a CUDA GPU, and torch sees none")
         if not self.path.is_file():
             raise RunnerError(f"{self.path}: no such file")
-        self.sidecar = read_engine_sidecar(self.path)
+        self.sidecar = read_engine_sidecar(self.path)  # ManifestError, one line, for a missing or corrupt one
         gpu = cuda_device_info(self.device)
         check_engine_compatibility(self.sidecar, trt.__version__, gpu["name"], gpu["compute_capability"])
-        manifest = manifest_from_sidecar(self.sidecar)
+        manifest = self.sidecar.served_manifest()  # batch limits from the profile, precision from the build
 
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
@@ -346,11 +298,9 @@ def _torch_dtype(torch, trt, dtype):
 
 
 __all__ = [
-    "ENGINE_SIDECAR_FORMAT",
     "TensorRTRunner",
     "check_engine_compatibility",
     "cuda_device_info",
     "import_tensorrt",
-    "manifest_from_sidecar",
-    "read_engine_sidecar",
+    "trt_major",
 ]

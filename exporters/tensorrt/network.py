@@ -15,7 +15,7 @@ from typing import Any
 
 import onnx
 
-from acmix_deploy.manifest import Manifest, ManifestError, find_manifest, sidecar_path
+from acmix_deploy.manifest import Manifest, ManifestError, read_manifest
 
 from .base import BuildError, Progress, no_progress
 from .findings import has_blockers
@@ -27,10 +27,12 @@ from .support_table import SUPPORT_TABLE
 def read_onnx_manifest(onnx_path: str | Path) -> tuple[Manifest, str, list[int | str | None], onnx.ModelProto]:
     """The manifest (metadata, else sidecar), input name and input shape of an ONNX file.
 
-    Weights in external files are not read: only the graph is needed here.
+    The manifest comes from :func:`acmix_deploy.manifest.read_manifest`, the package's one
+    metadata reader; the graph is loaded for the readiness check and the input shape, without
+    weights in external files (only the graph is needed here).
 
     Raises:
-        BuildError: unreadable ONNX, no manifest, or not a single-input model.
+        BuildError: unreadable ONNX, no or a malformed manifest, or not a single-input model.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -40,14 +42,10 @@ def read_onnx_manifest(onnx_path: str | Path) -> tuple[Manifest, str, list[int |
     except Exception as exc:  # noqa: BLE001 - protobuf raises assorted types for bad files
         raise BuildError(f"{onnx_path}: not a readable ONNX file ({exc})") from None
     try:
-        manifest = find_manifest({p.key: p.value for p in proto.metadata_props}, onnx_path)
+        manifest = read_manifest(onnx_path)
     except ManifestError as exc:
-        raise BuildError(f"{onnx_path}: {exc}; export it with `acmix-deploy export`") from None
-    if manifest is None:
-        raise BuildError(
-            f"{onnx_path}: no acmix-deploy manifest (expected metadata or {sidecar_path(onnx_path).name}); "
-            "export it with `acmix-deploy export`"
-        )
+        hint = "" if "acmix-deploy export" in str(exc) else "; export it with `acmix-deploy export`"
+        raise BuildError(f"{exc}{hint}") from None
     initializers = {t.name for t in proto.graph.initializer}
     inputs = [v for v in proto.graph.input if v.name not in initializers]
     if len(inputs) != 1:

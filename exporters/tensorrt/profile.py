@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from acmix_deploy.manifest import BatchSpec
+
 from .base import BuildError
 
 
@@ -34,7 +36,7 @@ class ProfileShapes:
 def compute_profile(
     input_name: str,
     input_shape: Sequence[int | str | None],
-    manifest_batch: dict,
+    batch_limits: BatchSpec,
     *,
     min_batch: int = 1,
     opt_batch: int | None = None,
@@ -46,6 +48,12 @@ def compute_profile(
     one gets ``min_batch <= opt <= max`` inside the manifest's ``[min, max]``; ``max`` defaults
     to the manifest's max and ``opt`` to ``max``, because TensorRT tunes its kernels for ``opt`` and
     the largest batches are where throughput is won (pass ``opt_batch=1`` for latency serving).
+
+    Args:
+        input_name: the ONNX image input.
+        input_shape: its dims (``int`` static, ``str``/``None`` dynamic).
+        batch_limits: the batch range the ONNX was validated for (``Manifest.batch``).
+        min_batch, opt_batch, max_batch: what the caller asks for (``None``: the defaults above).
 
     Raises:
         BuildError: non-static non-batch dims, or batch sizes outside the limits or out of order.
@@ -64,18 +72,15 @@ def compute_profile(
                 raise BuildError(f"this ONNX has a fixed batch of {batch_dim}; --{label}-batch {value} differs")
         fixed = (batch_dim, *rest_t)
         return ProfileShapes(input_name, fixed, fixed, fixed)
-    lo_limit = int(manifest_batch.get("min", 1))
-    hi_limit = int(manifest_batch.get("max", 0)) or None
+    lo_limit, hi_limit = batch_limits.min, batch_limits.max
     hi = max_batch if max_batch is not None else hi_limit
-    if hi is None:
-        raise BuildError("the manifest gives no maximum batch; pass max_batch")
     opt = opt_batch if opt_batch is not None else hi
     lo = min_batch
     if lo < 1:
         raise BuildError(f"min batch must be >= 1, got {lo}")
     if not lo <= opt <= hi:
         raise BuildError(f"batch sizes must satisfy min <= opt <= max, got {lo} <= {opt} <= {hi}")
-    if lo < lo_limit or (hi_limit is not None and hi > hi_limit):
+    if lo < lo_limit or hi > hi_limit:
         raise BuildError(
             f"batch range {lo}..{hi} is outside what the ONNX was validated for ({lo_limit}..{hi_limit}); "
             "re-export with a larger --max-batch"

@@ -9,13 +9,11 @@ exists without its metadata, and a failed write removes what this build had writ
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 
 from acmix_deploy.fileio import atomic_write_bytes, atomic_write_text, check_writable
-from acmix_deploy.manifest import Manifest, sidecar_path
-from acmix_deploy.runtimes.tensorrt import ENGINE_SIDECAR_FORMAT, ENGINE_SIDECAR_VERSION
+from acmix_deploy.manifest import EngineSidecar, Manifest, sidecar_path
 
 from .profile import ProfileShapes
 
@@ -52,26 +50,37 @@ def make_engine_sidecar(
     gpu: dict,
     build_seconds: float,
     builder: dict,
-) -> dict:
-    """The ``<engine>.json`` content: everything a runner needs besides the plan itself."""
-    return {
-        "format": ENGINE_SIDECAR_FORMAT,
-        "format_version": ENGINE_SIDECAR_VERSION,
-        "precision": precision,
-        "profile": profile.to_dict(),
-        "tensorrt": {"version": str(trt_version)},
-        "gpu": {"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability")},
-        "cuda": {"version": gpu.get("cuda")},
-        "onnx": {"file": onnx_path.name, "sha256": onnx_sha256},
-        "manifest": manifest.to_dict(),
-        "builder": builder,
-        "build_seconds": round(build_seconds, 3),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+) -> EngineSidecar:
+    """The ``<engine>.json`` content: everything a runner needs besides the plan itself.
+
+    Args:
+        manifest: the ONNX's manifest, embedded unchanged (the engine's own precision and batch
+            range are in ``precision`` and ``profile``; ``EngineSidecar.served_manifest`` merges them).
+        onnx_path, onnx_sha256: the ONNX the engine was built from, by name and content.
+        profile: the optimisation profile.
+        precision: the engine's precision.
+        trt_version: ``tensorrt.__version__`` of the build.
+        gpu: ``cuda_device_info()`` of the build (``name``, ``compute_capability``, ``cuda``).
+        build_seconds: parse + build wall time.
+        builder: what the builder was asked for (``BuilderSettings.record``).
+    """
+    return EngineSidecar(
+        manifest=manifest,
+        precision=precision,
+        profile=profile.to_dict(),
+        tensorrt_version=str(trt_version),
+        gpu_name=gpu.get("name"),
+        compute_capability=gpu.get("compute_capability"),
+        cuda_version=gpu.get("cuda"),
+        onnx_file=onnx_path.name,
+        onnx_sha256=onnx_sha256,
+        builder=builder,
+        build_seconds=round(build_seconds, 3),
+    )
 
 
 def write_engine_files(
-    engine_path: Path, plan: bytes, sidecar: dict, *, layer_info: str | None = None, force: bool = False
+    engine_path: Path, plan: bytes, sidecar: EngineSidecar, *, layer_info: str | None = None, force: bool = False
 ) -> Path | None:
     """Write the layer info (if any), then the sidecar, then the plan; all or nothing.
 
@@ -87,7 +96,7 @@ def write_engine_files(
         if layer_info is not None:
             layer_file = atomic_write_text(layers_path(engine_path), layer_info, force=force)
             written.append(layer_file)
-        text = json.dumps(sidecar, indent=2) + "\n"
+        text = json.dumps(sidecar.to_dict(), indent=2) + "\n"
         written.append(atomic_write_text(sidecar_path(engine_path), text, force=force))
         atomic_write_bytes(engine_path, plan, force=force)
     except BaseException:

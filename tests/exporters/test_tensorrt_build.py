@@ -26,9 +26,9 @@ from acmix_deploy.exporters.tensorrt import (
     read_onnx_manifest,
 )
 from acmix_deploy.fileio import OutputExistsError
-from acmix_deploy.manifest import MANIFEST_KEY, Manifest, Preprocessing
+from acmix_deploy.manifest import MANIFEST_KEY, BatchSpec, EngineSidecar, Manifest, ManifestError, Preprocessing
 from acmix_deploy.runtimes.base import MissingDependencyError, RunnerError
-from acmix_deploy.runtimes.tensorrt import TensorRTRunner, check_engine_compatibility, manifest_from_sidecar
+from acmix_deploy.runtimes.tensorrt import TensorRTRunner, check_engine_compatibility
 
 REPO = Path(__file__).resolve().parents[2]
 HINT = "pip install 'acmix-deploy[tensorrt]'"
@@ -45,7 +45,7 @@ def _manifest(**kw) -> Manifest:
         img_size=8,
         num_classes=10,
         preprocessing=Preprocessing.for_family("acmix_resnet", 8),
-        batch={"dynamic": True, "min": 1, "max": 8},
+        batch=BatchSpec(min=1, max=8),
         opset=20,
     )
     base.update(kw)
@@ -159,27 +159,27 @@ def test_onnx_without_manifest_is_refused(tmp_path):
 
 def test_read_onnx_manifest(tiny_onnx):
     manifest, name, shape, _ = read_onnx_manifest(tiny_onnx)
-    assert (name, shape, manifest.batch["max"]) == ("input", ["batch", 3, 8, 8], 8)
+    assert (name, shape, manifest.batch.max) == ("input", ["batch", 3, 8, 8], 8)
 
 
 # -- profile -------------------------------------------------------------------------------------
 def test_profile_defaults_to_manifest_range():
-    p = compute_profile("input", ["batch", 3, 64, 64], {"dynamic": True, "min": 1, "max": 32})
+    p = compute_profile("input", ["batch", 3, 64, 64], BatchSpec(dynamic=True, min=1, max=32))
     assert p == ProfileShapes("input", (1, 3, 64, 64), (32, 3, 64, 64), (32, 3, 64, 64))
     assert not p.fixed
 
 
 def test_profile_explicit_values():
-    p = compute_profile("input", ["batch", 3, 8, 8], {"min": 1, "max": 32}, min_batch=2, opt_batch=4, max_batch=16)
+    p = compute_profile("input", ["batch", 3, 8, 8], BatchSpec(min=1, max=32), min_batch=2, opt_batch=4, max_batch=16)
     assert (p.min[0], p.opt[0], p.max[0]) == (2, 4, 16)
     assert p.to_dict() == {"input": "input", "min": [2, 3, 8, 8], "opt": [4, 3, 8, 8], "max": [16, 3, 8, 8]}
 
 
 def test_profile_fixed_batch():
-    p = compute_profile("input", [4, 3, 8, 8], {"dynamic": False, "min": 4, "max": 4})
+    p = compute_profile("input", [4, 3, 8, 8], BatchSpec(dynamic=False, min=4, max=4))
     assert p.fixed and p.opt == (4, 3, 8, 8)
     with pytest.raises(BuildError, match="fixed batch of 4"):
-        compute_profile("input", [4, 3, 8, 8], {"min": 4, "max": 4}, max_batch=8)
+        compute_profile("input", [4, 3, 8, 8], BatchSpec(min=4, max=4), max_batch=8)
 
 
 @pytest.mark.parametrize(
@@ -194,7 +194,7 @@ def test_profile_fixed_batch():
 )
 def test_profile_errors(shape, kwargs, match):
     with pytest.raises(BuildError, match=match):
-        compute_profile("input", shape, {"min": 1, "max": 32}, **kwargs)
+        compute_profile("input", shape, BatchSpec(min=1, max=32), **kwargs)
 
 
 # -- precision -----------------------------------------------------------------------------------
@@ -265,8 +265,8 @@ def test_parser_errors_name_their_nodes():
     assert "[1] node 2: INVALID_NODE: bad" in text
 
 
-def _sidecar(tmp_path, **profile_kw) -> dict:
-    profile = compute_profile("input", ["batch", 3, 8, 8], {"min": 1, "max": 8}, **profile_kw)
+def _sidecar(tmp_path, **profile_kw) -> EngineSidecar:
+    profile = compute_profile("input", ["batch", 3, 8, 8], BatchSpec(min=1, max=8), **profile_kw)
     onnx_path = tmp_path / "m.onnx"
     return make_engine_sidecar(
         manifest=_manifest(),
@@ -282,17 +282,20 @@ def _sidecar(tmp_path, **profile_kw) -> dict:
 
 
 def test_sidecar_round_trip(tmp_path):
-    sidecar = json.loads(json.dumps(_sidecar(tmp_path, max_batch=4)))
-    assert sidecar["onnx"] == {"file": "m.onnx", "sha256": "ab" * 32}
-    assert sidecar["manifest"]["precision"] == "fp32"  # the ONNX's own manifest, unchanged
-    manifest = manifest_from_sidecar(sidecar)
-    assert manifest.precision == "fp16" and manifest.batch.to_dict() == {"dynamic": True, "min": 1, "max": 4}
+    built = _sidecar(tmp_path, max_batch=4)
+    data = json.loads(json.dumps(built.to_dict()))
+    assert data["onnx"] == {"file": "m.onnx", "sha256": "ab" * 32} and data["build_seconds"] == 12.346
+    assert data["manifest"]["precision"] == "fp32"  # the ONNX's own manifest, unchanged
+    sidecar = EngineSidecar.from_dict(data)
+    assert sidecar == built
+    manifest = sidecar.served_manifest()
+    assert manifest.precision == "fp16" and manifest.batch.to_dict() == {"dynamic": True, "min": 1, "max": 4, "opt": 4}
     check_engine_compatibility(sidecar, "10.9.0.34", "NVIDIA H100 80GB HBM3", "9.0")
 
 
 def test_sidecar_fixed_profile(tmp_path):
     sidecar = _sidecar(tmp_path, min_batch=4, opt_batch=4, max_batch=4)
-    assert manifest_from_sidecar(sidecar).batch.to_dict() == {"dynamic": False, "min": 4, "max": 4}
+    assert sidecar.served_manifest().batch.to_dict() == {"dynamic": False, "min": 4, "max": 4, "opt": 4}
 
 
 @pytest.mark.parametrize(
@@ -310,10 +313,10 @@ def test_compatibility_mismatch_is_refused(tmp_path, version, name, cc, match):
 
 
 def test_compatibility_needs_a_real_sidecar():
-    with pytest.raises(RunnerError, match="not an acmix-deploy"):
-        check_engine_compatibility({"precision": "fp32"}, "10.9.0", "x", "9.0")
-    with pytest.raises(RunnerError, match="lacks"):
-        check_engine_compatibility({"format": "acmix-deploy.tensorrt-engine"}, "10.9.0", "x", "9.0")
+    with pytest.raises(ManifestError, match="not an acmix-deploy"):
+        EngineSidecar.from_dict({"precision": "fp32"})
+    with pytest.raises(ManifestError, match="lacks"):
+        EngineSidecar.from_dict({"format": "acmix-deploy.tensorrt-engine", "format_version": 1})
 
 
 def test_layers_path():

@@ -91,7 +91,8 @@ def test_copied_artifact_without_manifest_sidecar_still_has_embedded_manifest(sm
 
 
 def _engine_sidecar(small_artifacts, trt="10.15.1.29", gpu="NVIDIA H100 80GB HBM3", cc="9.0") -> dict:
-    from acmix_deploy.runtimes.tensorrt import ENGINE_SIDECAR_FORMAT
+    """The JSON an engine build writes next to the plan, for the small test model."""
+    from acmix_deploy.manifest import ENGINE_SIDECAR_FORMAT
 
     manifest = json.loads(small_artifacts["onnx"].with_name("small.onnx.json").read_text())
     return {
@@ -106,12 +107,13 @@ def _engine_sidecar(small_artifacts, trt="10.15.1.29", gpu="NVIDIA H100 80GB HBM
 
 
 def test_matching_sidecar_is_accepted(small_artifacts):
-    from acmix_deploy.runtimes.tensorrt import check_engine_compatibility, manifest_from_sidecar
+    from acmix_deploy.manifest import EngineSidecar
+    from acmix_deploy.runtimes.tensorrt import check_engine_compatibility
 
-    sidecar = _engine_sidecar(small_artifacts)
+    sidecar = EngineSidecar.from_dict(_engine_sidecar(small_artifacts))
     check_engine_compatibility(sidecar, "10.15.1.29", "NVIDIA H100 80GB HBM3", "9.0")
-    manifest = manifest_from_sidecar(sidecar)
-    assert manifest.batch.to_dict() == {"dynamic": True, "min": 1, "max": 8} and manifest.img_size == 64
+    manifest = sidecar.served_manifest()
+    assert manifest.batch.to_dict() == {"dynamic": True, "min": 1, "max": 8, "opt": 4} and manifest.img_size == 64
 
 
 @pytest.mark.parametrize(
@@ -124,11 +126,15 @@ def test_matching_sidecar_is_accepted(small_artifacts):
     ],
 )
 def test_sidecar_for_another_tensorrt_or_gpu_is_refused(small_artifacts, running, fragment):
+    from acmix_deploy.manifest import EngineSidecar
     from acmix_deploy.runtimes.tensorrt import check_engine_compatibility
 
     with pytest.raises(RunnerError, match="this engine was built for") as info:
-        check_engine_compatibility(_engine_sidecar(small_artifacts), *running)
+        check_engine_compatibility(EngineSidecar.from_dict(_engine_sidecar(small_artifacts)), *running)
     assert fragment in str(info.value)
+
+
+FORMAT = {"format": "acmix-deploy.tensorrt-engine"}
 
 
 @pytest.mark.parametrize(
@@ -136,44 +142,66 @@ def test_sidecar_for_another_tensorrt_or_gpu_is_refused(small_artifacts, running
     [
         ({}, "not an acmix-deploy TensorRT engine sidecar"),
         ([1, 2], "not an acmix-deploy TensorRT engine sidecar"),
-        ({"format": "acmix-deploy.tensorrt-engine"}, "lacks the TensorRT version"),
-        ({"format": "acmix-deploy.tensorrt-engine", "tensorrt": "10", "gpu": {}}, "lacks the TensorRT version"),
+        (FORMAT, "format_version None is not supported"),
+        ({**FORMAT, "format_version": 2}, "format_version 2 is not supported"),
+        ({**FORMAT, "format_version": 1}, "lacks the manifest, profile, TensorRT or GPU"),
+        ({**FORMAT, "format_version": 1, "tensorrt": "10", "gpu": {}}, "lacks the manifest, profile, TensorRT or GPU"),
     ],
 )
 def test_malformed_sidecar_is_refused(sidecar, fragment):
-    from acmix_deploy.runtimes.tensorrt import check_engine_compatibility
+    from acmix_deploy.manifest import EngineSidecar
 
-    with pytest.raises(RunnerError, match=fragment):
-        check_engine_compatibility(sidecar, "10.15.1.29", "NVIDIA H100 80GB HBM3", "9.0")
+    with pytest.raises(ManifestError, match=fragment) as info:
+        EngineSidecar.from_dict(sidecar)
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [(None, "no sidecar next to"), ("{not json", "not valid JSON"), ("[1, 2]", "not a JSON object")],
+    [
+        (None, "no sidecar next to"),
+        (b"{not json", "engine sidecar is not valid JSON"),
+        (b'{"format": "acmix-deploy.tensorrt-engine", "prof', "engine sidecar is not valid JSON"),
+        (b"[1, 2]", "not an acmix-deploy TensorRT engine sidecar"),
+        (b'{"format": "acmix-deploy.tensorrt-engine", "name": "\xff\xfe"}', "not UTF-8"),
+    ],
+    ids=["missing", "not-json", "truncated", "not-an-object", "not-utf8"],
 )
-def test_engine_sidecar_file_problems(tmp_path, content, fragment):
-    from acmix_deploy.runtimes.tensorrt import read_engine_sidecar
+def test_corrupt_engine_sidecar_is_one_line_error(tmp_path, content, fragment):
+    """Every reader of engine metadata (the runner's and read_manifest's) says what is wrong, in one line."""
+    from acmix_deploy.manifest import read_engine_sidecar, read_manifest
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\x00" * 64)
     if content is not None:
-        (tmp_path / "m.engine.json").write_text(content)
-    with pytest.raises(RunnerError, match=fragment):
-        read_engine_sidecar(engine)
+        (tmp_path / "m.engine.json").write_bytes(content)
+    for read in (read_engine_sidecar, read_manifest):
+        with pytest.raises(ManifestError, match=fragment) as info:
+            read(engine)
+        message = str(info.value)
+        assert "\n" not in message and "m.engine" in message and "Traceback" not in message
 
 
 @pytest.mark.parametrize(
-    "mutate",
-    [lambda s: s.pop("manifest"), lambda s: s.pop("profile"), lambda s: s["profile"].update(max=[])],
-    ids=["no-manifest", "no-profile", "empty-profile"],
+    ("mutate", "fragment"),
+    [
+        (lambda s: s.pop("manifest"), "lacks the manifest, profile"),
+        (lambda s: s.pop("profile"), "lacks the manifest, profile"),
+        (lambda s: s["profile"].update(max=[]), "profile needs min/opt/max input shapes"),
+        (lambda s: s["manifest"].update(img_size="64"), "img_size"),
+    ],
+    ids=["no-manifest", "no-profile", "empty-profile", "bad-manifest"],
 )
-def test_sidecar_without_usable_manifest(small_artifacts, mutate):
-    from acmix_deploy.runtimes.tensorrt import manifest_from_sidecar
+def test_sidecar_without_usable_manifest(small_artifacts, tmp_path, mutate, fragment):
+    from acmix_deploy.manifest import read_manifest
 
     sidecar = _engine_sidecar(small_artifacts)
     mutate(sidecar)
-    with pytest.raises(RunnerError, match="no usable manifest/profile"):
-        manifest_from_sidecar(sidecar)
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"\x00" * 64)
+    (tmp_path / "m.engine.json").write_text(json.dumps(sidecar))
+    with pytest.raises(ManifestError, match=fragment):
+        read_manifest(engine)
 
 
 def _has_tensorrt() -> bool:
