@@ -100,9 +100,9 @@ def search_sensitive_groups(
 
     The first ``budget`` groups are tried one at a time on top of ``baseline.excluded``. A group
     helps when it keeps the baseline's top-1 agreement and cuts the logit error by
-    :data:`SENSITIVITY_GAIN` or more. When two or more groups help, their union is tried as well
-    (only while the budget exceeds the group count). The best-scoring run wins (the baseline when
-    nothing beats it).
+    :data:`SENSITIVITY_GAIN` or more. When two or more groups help, their union is tried as well:
+    one run beyond the budget, whatever the budget, since the union is the likeliest best result
+    once several groups pay. The best-scoring run wins (the baseline when nothing beats it).
 
     Returns:
         The best run, and the search as report data: ``groups``, the logit error per try
@@ -119,7 +119,7 @@ def search_sensitive_groups(
             helpful.append(name)
             if run.score > best.score:
                 best = run
-    if len(helpful) > 1 and len(groups) < budget:
+    if len(helpful) > 1:
         run = quantize(base + [n for g in helpful for n in groups[g]])
         search["nmse"]["+".join(helpful)] = run.logit_nmse
         if run.score > best.score:
