@@ -166,7 +166,7 @@ def _rewrite_nodes(
         if prec is not None:
             for i in g.float_slots(node):
                 name = node.input[i]
-                if name in g.inits and g.inits[name].data_type == FLOAT:
+                if name in g.inits:  # a weight: its float16 version exists wherever a float16 node reads it
                     node.input[i] = half_name[name] if prec == HALF else name
                 elif current.get(name, FLOAT) != prec:
                     node.input[i] = cast(name, prec)
