@@ -1,18 +1,40 @@
-"""acmix-deploy: ship ACmix checkpoints as fast, validated ONNX, TensorRT and Triton artifacts."""
+"""acmix-deploy: ship ACmix checkpoints as fast, validated ONNX, TensorRT and Triton artifacts.
 
-from .batching import BatchingPredictor
-from .checkpoint import Checkpoint, ModelSpec, load_checkpoint, read_checkpoint
-from .errors import AcmixDeployError, CheckpointError, UnsafeCheckpointError
-from .models import build_model, list_models
-from .predictor import Prediction, Predictor
+The public names below are imported on first use, so ``import acmix_deploy`` (and every
+``acmix-deploy`` command that needs no model) does not pay for torch or ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> the module that owns it
+_EXPORTS = {
+    "AcmixDeployError": ".errors",
+    "CheckpointError": ".errors",
+    "UnsafeCheckpointError": ".errors",
+    "Checkpoint": ".checkpoint",
+    "ModelSpec": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
+    "read_checkpoint": ".checkpoint",
+    "build_model": ".models",
+    "list_models": ".models",
+    "Manifest": ".manifest",
+    "read_manifest": ".manifest",
+    "Prediction": ".predictor",
+    "Predictor": ".predictor",
+    "BatchingPredictor": ".batching",
+}
 
 __all__ = [
     "AcmixDeployError",
     "BatchingPredictor",
     "Checkpoint",
     "CheckpointError",
+    "Manifest",
     "ModelSpec",
     "Prediction",
     "Predictor",
@@ -22,4 +44,26 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "read_checkpoint",
+    "read_manifest",
 ]
+
+if TYPE_CHECKING:
+    from .batching import BatchingPredictor
+    from .checkpoint import Checkpoint, ModelSpec, load_checkpoint, read_checkpoint
+    from .errors import AcmixDeployError, CheckpointError, UnsafeCheckpointError
+    from .manifest import Manifest, read_manifest
+    from .models import build_model, list_models
+    from .predictor import Prediction, Predictor
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'acmix_deploy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

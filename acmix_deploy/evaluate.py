@@ -1,19 +1,12 @@
 """Accuracy of any artifact (checkpoint, ONNX, engine) on an image folder, one sub-folder per class.
 
-The folder layout is ImageNet's validation layout as torchvision's ``ImageFolder`` reads it:
-``root/<class>/<image>``, class index = position of the folder name in sorted order (or in a
-``class_names`` list given instead), images found recursively under each class folder with the
-usual extensions. Images go through the artifact's own preprocessing (its manifest) and backend,
-exactly as :class:`acmix_deploy.Predictor` serves them.
-
-Differences from ``ImageFolder``: folders and files whose names start with ``.`` are skipped
-(``.ipynb_checkpoints`` and the like), and a class folder without images is allowed (its class
-keeps its index and is reported with zero images).
+The folder layout (``acmix_deploy.imagefolder``) is ImageNet's validation layout. Images go
+through the artifact's own preprocessing (its manifest) and backend, exactly as
+:class:`acmix_deploy.Predictor` serves them.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,26 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AcmixDeployError
+from .imagefolder import EvaluationError, ImageFolderIndex, index_image_folder, labels_fit_folders
 from .labels import read_labels
 from .predictor import Predictor, softmax
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
 Progress = Callable[[int, int], None]
-
-
-class EvaluationError(AcmixDeployError):
-    """The evaluation data is missing, empty, or does not fit the model."""
-
-
-@dataclass
-class ImageFolderIndex:
-    """The images of a class-per-folder tree: ``samples[i] = (path, class index)``."""
-
-    root: Path
-    classes: list[str]
-    samples: list[tuple[Path, int]]
 
 
 @dataclass
@@ -95,62 +73,6 @@ class EvalReport:
             "seconds": round(self.seconds, 3),
             "notes": list(self.notes),
         }
-
-
-def index_image_folder(root: str | Path, class_names: Sequence[str] | None = None) -> ImageFolderIndex:
-    """List the images under ``root/<class>/``; class index = sorted folder order or ``class_names`` order.
-
-    Raises:
-        EvaluationError: ``root`` missing or not a directory, no class folders, no images, folders
-            not in ``class_names``, or duplicate names in ``class_names``.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise EvaluationError(f"{root}: no such directory")
-    if not root.is_dir():
-        raise EvaluationError(f"{root}: not a directory (expected one sub-folder per class)")
-    folders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
-    if class_names is None:
-        classes = folders
-    else:
-        classes = [str(name) for name in class_names]
-        if len(set(classes)) != len(classes):
-            raise EvaluationError("class_names contains duplicate names")
-        unknown = sorted(set(folders) - set(classes))
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise EvaluationError(f"{root}: {len(unknown)} folder(s) not in class_names: {shown}")
-    if not classes:
-        raise EvaluationError(f"{root}: no class folders (expected {root}/<class>/<image> files)")
-    samples: list[tuple[Path, int]] = []
-    for index, name in enumerate(classes):
-        folder = root / name
-        if folder.is_dir():
-            samples += [(path, index) for path in _images_under(folder)]
-    if not samples:
-        raise EvaluationError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
-    return ImageFolderIndex(root, classes, samples)
-
-
-def labels_fit_folders(labels: Sequence[str] | None, folders: Sequence[str]) -> bool:
-    """Whether class folders can be matched to an artifact's class names by name.
-
-    True when the artifact names its classes (unique names) and every folder is one of them;
-    then the folder called ``labels[i]`` holds class ``i``, whatever the sorted folder order.
-    """
-    return labels is not None and len(set(labels)) == len(labels) and set(folders) <= set(labels)
-
-
-def _images_under(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [
-            Path(dirpath) / name
-            for name in sorted(filenames)
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-        ]
-    return found
 
 
 def evaluate(

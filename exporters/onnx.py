@@ -36,9 +36,9 @@ from acmix_deploy.errors import AcmixDeployError, InputSizeError
 from acmix_deploy.fileio import atomic_write_text, check_writable
 from acmix_deploy.manifest import BatchSpec, Manifest, sidecar_path
 from acmix_deploy.models import match_variant
-from acmix_deploy.profiling.interleaved import time_interleaved
 from acmix_deploy.rewrite import to_deploy
 from acmix_deploy.runtimes.onnxruntime import ort_session
+from acmix_deploy.timing import time_interleaved
 
 from .graph import check_and_infer, float64_tensors, op_histogram, optimize_graph, save_with_manifest
 from .validate import ParityError, ParityReport, Tolerance, check_parity, random_inputs

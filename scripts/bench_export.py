@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
-from acmix_deploy.profiling import time_interleaved
 from acmix_deploy.rewrite import to_deploy
 from acmix_deploy.runtimes.onnxruntime import ort_session
+from acmix_deploy.timing import time_interleaved
 
 
 def bench_model(name: str, batches: list[int], rounds: int, workdir: Path) -> dict:

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.exporters.precision import to_int8
 from acmix_deploy.models import build_model
-from acmix_deploy.profiling import time_interleaved
 from acmix_deploy.runtimes.onnxruntime import ort_session
+from acmix_deploy.timing import time_interleaved
 
 
 def main() -> None:

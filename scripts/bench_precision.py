@@ -19,8 +19,8 @@ from acmix_deploy.evaluate import evaluate
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.exporters.precision import to_fp16, to_int8
 from acmix_deploy.parity import random_inputs
-from acmix_deploy.profiling.interleaved import time_interleaved
 from acmix_deploy.runtimes.onnxruntime import ort_session
+from acmix_deploy.timing import time_interleaved
 
 DEMO = Path(__file__).resolve().parents[1] / "acmix_deploy" / "data" / "demo"
 MODELS = {"r26": "digits_acmix_resnet26.pth", "swin": "digits_acmix_swin.pth"}

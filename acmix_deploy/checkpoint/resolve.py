@@ -49,7 +49,10 @@ def resolve_model(
     else:
         ckpt = source if isinstance(source, Checkpoint) else read_checkpoint(source, trust_pickle=trust_pickle)
         family = get_family(ckpt.spec.family)
-        model = ckpt.to_model(**family.size_overrides(img_size))
+        # A size the tensors record is checked, not overridden (that only fails later, as a shape mismatch);
+        # one they do not record (assumed) is the caller's to give, and builds the model at that size.
+        assumed = "img_size" in ckpt.spec.assumed
+        model = ckpt.to_model(**(family.size_overrides(img_size) if assumed else {}))
         recorded = ckpt.spec.img_size  # from the checkpoint's metadata when our writers stored it
         info = {
             "type": "checkpoint",

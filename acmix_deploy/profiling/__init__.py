@@ -1,5 +1,5 @@
 """Honest latency measurement: interleaved side-by-side timing, medians and ratios."""
 
-from .interleaved import LatencyStats, summarize, time_interleaved
+from ..timing import LatencyStats, summarize, time_interleaved
 
 __all__ = ["LatencyStats", "summarize", "time_interleaved"]
