@@ -1,7 +1,7 @@
 """Deploy ONNX latency against this machine's fp32 GEMM floor, measured in one process.
 
 Usage: .venv/bin/python scripts/bench_floor.py [--models acmix_resnet50,acmix_swin_tiny] [--batches 1,8]
-        [--rounds 7] [--threads 2] [--onnx MODEL=PATH ...] [--keep DIR] [--json out.json]
+        [--rounds 7] [--threads 2] [--onnx MODEL[:TAG]=PATH ...] [--keep DIR] [--json out.json]
 
 The floor of a model is its convolution + matrix-multiply work (MACs as ``acmix-deploy models``
 counts them, times the batch) at the best fp32 rate this machine reaches: a 2048³ MatMul in
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
 from acmix_deploy.models.complexity import count_macs
-from acmix_deploy.profiling import time_interleaved
 from acmix_deploy.runtimes.onnxruntime import ort_session
+from acmix_deploy.timing import time_interleaved
 
 GEMM_N = 2048
 
@@ -65,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--onnx", action="append", default=[], help="MODEL=PATH: reuse an existing deploy export")
+    parser.add_argument(
+        "--onnx",
+        action="append",
+        default=[],
+        help="MODEL=PATH: reuse an existing deploy export; MODEL:TAG=PATH adds it as one more candidate "
+        "(e.g. acmix_resnet50:before=old.onnx), timed in the same rounds",
+    )
     parser.add_argument("--keep", type=Path, help="write the exports to this folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
@@ -77,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         paths = {m: Path(given[m]) if m in given else export_deploy(m, workdir) for m in models}
-        macs = {m: count_macs(m, 224) for m in models}
+        paths.update({label: Path(p) for label, p in given.items() if ":" in label})
+        models = list(paths)
+        macs = {m: count_macs(m.split(":")[0], 224) for m in models}
         sessions = {m: ort_session(paths[m], threads=args.threads) for m in models}
         gemm, gemm_feed = gemm_probe(args.threads)
         rows = []
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
                 print(
-                    f"  {m:<18} {ms:8.1f} ms   floor {floor_ms:7.1f} ms ({macs[m] / 1e9:.2f} GMAC/img)"
+                    f"  {m:<26} {ms:8.1f} ms   floor {floor_ms:7.1f} ms ({macs[m] / 1e9:.2f} GMAC/img)"
                     f"   ratio {ms / floor_ms:5.2f}x"
                 )
     if args.json:

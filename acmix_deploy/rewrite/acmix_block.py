@@ -27,12 +27,17 @@ encoding from a ``linspace`` grid at run time. Here (all folds computed in float
    map around it. Tiles of the padded map are cut by one reshape/transpose, each halo is a tile
    plus the first k_att - s rows/columns of its lower/right neighbours (Slice + Concat, no
    Gather). ``logits = q k + mask`` (0 inside the query's window, -1e4 outside: exp underflows to
-   exactly 0 in fp32, and the value fits fp16), softmax over keys, ``v·attnᵀ``. Reflect padding
+   exactly 0 in fp32, and the value fits fp16), softmax over keys, ``attn·v``. Reflect padding
    duplicates border pixels; the official unfold counts those padded positions separately and so
    does this (same padded coordinates), so the result is exact. Maps of <= 16 px are one block.
-   Two MatMuls replace 49 window products: fewer, larger operators (DESIGN.md §3). k and v are
-   split off the projection separately and padded / cut into halos separately: a joint k|v
-   pipeline needs a Split of the (3x larger) halo tensor at the end and adds -pe to v's zeros too.
+   Two MatMuls replace 49 window products: fewer, larger operators. k and v are padded and cut
+   into halos separately: a joint k|v pipeline needs a Split of the (3x larger) halo tensor.
+6. Layout. One Transpose takes the projection output to (B, q|k|v, heads, H, W, hd) ("NHWC"),
+   so every later copy (pad, tiles, halos, q blocks) moves whole hd-float vectors and the
+   MatMuls read (N, positions, hd) operands; the attention output goes back to NCHW in one
+   Transpose, where the convolution branch (which reads the NCHW projection) is added. Measured
+   against the former NCHW form (whose q/k/v/out transposes each moved single floats), per
+   block, ORT CPU, 2 threads, batch 1, interleaved: equal at 56 px, 7-25% faster at 28/14/7 px.
 
 Measured per block (ORT CPU, 2 cores, batch 1, noisy machine): 4-50x faster than the official
 block in torch eager; max abs diff vs the official block 2-3e-6 (see tests/rewrite).
@@ -50,13 +55,15 @@ MASK_VALUE = -1e4
 
 
 def default_block(side_out: int, stride: int) -> int:
-    """Query block side in output pixels (measured on ORT CPU: 56 -> 8, 28 -> 14 or 7 when strided).
+    """Query block side in output pixels (measured on ORT CPU: 56 -> 8, 28 -> 7).
 
-    Whole map when it is small (<= 16 px) or when no preferred size divides it.
+    Whole map when it is small (<= 16 px) or when no preferred size divides it. At 28 px, 7 px
+    blocks (169 logits a query) beat 14 px blocks (400) by ~25% in the NHWC layout; at 56 px 7
+    and 8 tie; 4 px blocks (100 logits, but 6x halo copies and 4x the tiny GEMMs) lose by 40%.
     """
     if side_out <= 16:
         return side_out
-    preferred = (7, 8, 14) if stride > 1 else (8, 14, 7)
+    preferred = (7, 8, 14) if stride > 1 else (8, 7, 14)
     for b in preferred:
         if side_out % b == 0 and stride * b >= 7 - stride:
             return b
@@ -68,9 +75,10 @@ class DeployACmix(nn.Module):
 
     ``block``: query block side (default: ``default_block``). ``conv_merge``: head channels per
     group of the conv-branch 3x3 conv. 1 is the exact structure (12 inputs, ``head`` outputs a
-    group), which ORT runs with its slow generic grouped kernel; 2 doubles the group with zero
-    weights between head channels (24 -> 8 at head 4), which ORT runs with its blocked NCHWc
-    kernels: 2x the (small) FLOPs, 20-40% less time for the branch (measured, ORT CPU AVX2).
+    group), which ORT runs with its slow generic grouped kernel; m > 1 widens each group with
+    zero weights between head channels (48 -> 16 at m = 4, head 4), which ORT runs with its
+    blocked NCHWc kernels. Measured per block (ORT 1.2x CPU AVX2, 2 threads, batch 1): m = 4 is
+    5-15% faster than m = 2 at every ACmix-ResNet-50 stage and m = 8 is slower again.
     """
 
     def __init__(
@@ -80,7 +88,7 @@ class DeployACmix(nn.Module):
         height: int,
         width: int,
         block: int | None = None,
-        conv_merge: int = 2,
+        conv_merge: int = 4,
     ):
         super().__init__()
         s, k_att = acmix.stride, acmix.kernel_att
@@ -168,8 +176,8 @@ class DeployACmix(nn.Module):
 
         grid = coordinate_grid(self.side_in, self.side_in, dtype=f64)
         pe = F.conv2d(grid, acmix.conv_p.weight.detach().to(f64), acmix.conv_p.bias.detach().to(f64))[0]
-        # k in (d, 1, h) order, like its slice of the projection output: -pe[d] for every head
-        self.register_buffer("pe_k", -pe[:, None, None].expand(hd, 1, heads, *pe.shape[1:]).float())
+        # k is laid out (B, heads, H, W, hd): -pe as (H, W, hd), the same for every head
+        self.register_buffer("pe_k", -pe.permute(1, 2, 0).contiguous().float())
 
         b = self.block
         u = torch.arange(b)
@@ -180,47 +188,41 @@ class DeployACmix(nn.Module):
         self.register_buffer("mask", mask.float())
 
     def _windows(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, hd, 1, heads, H, W) k or v -> (B*heads*nb*nb, hd, halo²): reflect-padded, cut into halos."""
-        nb, tile, tail, hd, heads, p = self.n_blocks, self.tile, self.tail, self.hd, self.heads, self.pad
-        h_in = self.side_in
-        t = t.reshape(-1, self.c, h_in, h_in)
+        """(B, heads, H, W, hd) k or v -> (B*heads*nb*nb, halo², hd): reflect-padded, cut into halos."""
+        nb, tile, tail, hd, p = self.n_blocks, self.tile, self.tail, self.hd, self.pad
         if self.single:
-            t = F.pad(t, (p, p, p, p), mode="reflect")
-            return (
-                t.reshape(-1, hd, heads, self.halo * self.halo).transpose(1, 2).reshape(-1, hd, self.halo * self.halo)
-            )
+            t = F.pad(t, (0, 0, p, p, p, p), mode="reflect")
+            return t.reshape(-1, self.halo * self.halo, hd)
         extra = self.extra
-        t = F.pad(t, (p, p + max(extra, 0), p, p + max(extra, 0)), mode="reflect")
+        t = F.pad(t, (0, 0, p, p + max(extra, 0), p, p + max(extra, 0)), mode="reflect")
         if extra < 0:
             full = (nb + 1) * tile
             t = t[:, :, :full, :full]
-        t = t.reshape(-1, hd, heads, nb + 1, tile, nb + 1, tile)
-        t = t.permute(0, 2, 3, 5, 1, 4, 6)  # B, heads, nb+1, nb+1, hd, tile, tile
-        t = torch.cat([t[:, :, :nb], t[:, :, 1:, :, :, :tail]], 5)
-        t = torch.cat([t[:, :, :, :nb], t[:, :, :, 1:, :, :, :tail]], 6)
-        return t.reshape(-1, hd, self.halo * self.halo)
+        t = t.reshape(-1, self.heads, nb + 1, tile, nb + 1, tile, hd).permute(0, 1, 2, 4, 3, 5, 6)
+        t = torch.cat([t[:, :, :nb], t[:, :, 1:, :, :tail]], 4)  # B, heads, nb, nb+1, halo, tile, hd
+        t = torch.cat([t[:, :, :, :nb], t[:, :, :, 1:, :, :tail]], 5)  # B, heads, nb, nb, halo, halo, hd
+        return t.reshape(-1, self.halo * self.halo, hd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, hd, heads, b, s = self.c, self.hd, self.heads, self.block, self.stride
         h_in, side, nb = self.side_in, self.side_out, self.n_blocks
         y = F.conv2d(x, self.w_in, self.b_in)  # (B, 3C, H, W), channels (d, t, h)
-        y6 = y.reshape(-1, hd, 3, heads, h_in, h_in)
-        if s == 1:
-            q, k, v = torch.split(y6, [1, 1, 1], 2)
-        else:
-            q, k, v = y6[:, :, :1, :, ::s, ::s], y6[:, :, 1:2], y6[:, :, 2:]
+        # one transpose to (B, 3, heads, H, W, hd): every later copy moves whole hd vectors
+        qkv = y.reshape(-1, hd, 3, heads, h_in, h_in).permute(0, 2, 3, 4, 5, 1)
+        q, k, v = (t.reshape(-1, heads, h_in, h_in, hd) for t in torch.split(qkv, 1, 1))
+        if s > 1:
+            q = q[:, :, ::s, ::s]  # the official q[::2, ::2]
         k, v = self._windows(k + self.pe_k), self._windows(v)  # k - pe
         if self.single:
-            qb = q.reshape(-1, hd, heads, side * side).transpose(1, 2).reshape(-1, hd, side * side)
+            qb = q.reshape(-1, side * side, hd)
         else:
-            qb = q.reshape(-1, hd, heads, nb, b, nb, b).permute(0, 2, 3, 5, 1, 4, 6).reshape(-1, hd, b * b)
-        # qb is (N, hd, b²): q's transpose is fused into the MatMul (ORT FusedMatMul; a transpose
-        # copy to (N, b², hd) would move single floats, hd being q's outermost channel axis)
-        attn = torch.softmax(torch.matmul(qb.transpose(1, 2), k) + self.mask, dim=-1)
-        out = torch.matmul(v, attn.transpose(1, 2))  # (N, hd, b²)
-        if not self.single:
-            nb = self.n_blocks
-            out = out.reshape(-1, heads, nb, nb, hd, b, b).permute(0, 1, 4, 2, 5, 3, 6)
+            qb = q.reshape(-1, heads, nb, b, nb, b, hd).permute(0, 1, 2, 4, 3, 5, 6).reshape(-1, b * b, hd)
+        attn = torch.softmax(torch.matmul(qb, k.transpose(1, 2)) + self.mask, dim=-1)
+        out = torch.matmul(attn, v)  # (N, b², hd)
+        if self.single:
+            out = out.reshape(-1, heads, side, side, hd).permute(0, 1, 4, 2, 3)
+        else:
+            out = out.reshape(-1, heads, nb, nb, b, b, hd).permute(0, 1, 6, 2, 4, 3, 5)
         out_att = out.reshape(-1, c, side, side)
         if self.v_post is not None:
             out_att = out_att * self.v_post

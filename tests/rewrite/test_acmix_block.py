@@ -42,6 +42,7 @@ def test_deploy_block_matches_reference(cin, cout, stride, side, with_bn):
 def test_block_sizes_follow_measurements():
     assert default_block(56, 1) == 8
     assert default_block(28, 2) == 7
+    assert default_block(28, 1) == 7
     assert default_block(14, 1) == 14
     assert default_block(7, 1) == 7
 
