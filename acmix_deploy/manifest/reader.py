@@ -8,13 +8,15 @@ failure is a :class:`ManifestError` with a one-line message naming the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from .engine import EngineSidecar
 from .onnx_metadata import OnnxMetadataError, read_onnx_metadata
 from .schema import MANIFEST_KEY, Manifest, ManifestError
 
+T = TypeVar("T")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 MAX_SIDECAR_BYTES = 64 << 20
 
@@ -50,20 +52,25 @@ def _in_file(path: Path, error: ManifestError) -> ManifestError:
     return ManifestError(f"{path}: {error}") if str(path) not in str(error) else error
 
 
+def _from_sidecar(artifact: str | Path, what: str, parse: Callable[[object], T], missing: str) -> T:
+    """``parse`` of the JSON in ``<artifact>.json``, every failure a ManifestError naming that file."""
+    side = sidecar_path(artifact)
+    if not side.is_file():
+        raise ManifestError(missing.format(artifact=artifact, expected=side.name))
+    try:
+        return parse(_read_json(side, what))
+    except ManifestError as exc:
+        raise _in_file(side, exc) from None
+
+
 def read_engine_sidecar(engine: str | Path) -> EngineSidecar:
     """The typed ``<engine>.json`` of a TensorRT engine.
 
     Raises:
         ManifestError: no sidecar, or one that is unreadable, not JSON or not an engine sidecar.
     """
-    engine = Path(engine)
-    path = sidecar_path(engine)
-    if not path.is_file():
-        raise ManifestError(f"no sidecar next to {engine} (expected {path.name}); rebuild the engine with acmix-deploy")
-    try:
-        return EngineSidecar.from_dict(_read_json(path, "engine sidecar"))
-    except ManifestError as exc:
-        raise _in_file(path, exc) from None
+    missing = "no sidecar next to {artifact} (expected {expected}); rebuild the engine with acmix-deploy"
+    return _from_sidecar(engine, "engine sidecar", EngineSidecar.from_dict, missing)
 
 
 def embedded_manifest(onnx_path: str | Path) -> Manifest | None:
@@ -93,13 +100,8 @@ def read_sidecar(artifact: str | Path) -> Manifest:
     Raises:
         ManifestError: no sidecar, or a malformed one.
     """
-    side = sidecar_path(artifact)
-    if not side.is_file():
-        raise ManifestError(f"no manifest next to {artifact} (expected {side.name})")
-    try:
-        return Manifest.from_dict(_read_json(side, "manifest sidecar"))
-    except ManifestError as exc:
-        raise _in_file(side, exc) from None
+    missing = "no manifest next to {artifact} (expected {expected})"
+    return _from_sidecar(artifact, "manifest sidecar", Manifest.from_dict, missing)
 
 
 def find_manifest(artifact: str | Path | Mapping[str, str], legacy_path: str | Path | None = None) -> Manifest | None:
