@@ -135,7 +135,7 @@ def amdahl_bound(onnx_path: Path, batch: int, weighted: float, best: float) -> s
     try:
         manifest = read_manifest(onnx_path)
     except ManifestError as exc:
-        raise SystemExit(f"{onnx_path}: not an acmix-deploy export ({exc})") from None
+        raise SystemExit(f"not an acmix-deploy export: {exc}") from None
     profile = profile_onnx(onnx_path, manifest, iterations=5, batch=batch)
     gemm = sum(ms for op, ms in profile.by_op.items() if op in GEMM_OPS)
     share = gemm / profile.total_ms
