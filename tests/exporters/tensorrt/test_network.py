@@ -16,7 +16,7 @@ from tests.exporters.test_tensorrt_build import _manifest, tiny_onnx  # noqa: F4
 
 
 class CreationFlag(IntEnum):
-    """The bit positions of ``trt.NetworkDefinitionCreationFlag`` in TensorRT 10 (11 keeps STRONGLY_TYPED's)."""
+    """The bit positions of ``trt.NetworkDefinitionCreationFlag`` in TensorRT 10.16 (11.4 has STRONGLY_TYPED = 0)."""
 
     EXPLICIT_BATCH = 0
     STRONGLY_TYPED = 1
