@@ -105,7 +105,7 @@ def test_modules_import_without_tensorrt_in_a_clean_interpreter(tiny_onnx, tmp_p
                 return None
 
         sys.meta_path.insert(0, Block())
-        import acmix_deploy.exporters.tensorrt, acmix_deploy.exporters.tensorrt_support, acmix_deploy.runtimes.tensorrt
+        import acmix_deploy.exporters.tensorrt, acmix_deploy.runtimes.tensorrt
         assert "tensorrt" not in sys.modules
         from acmix_deploy.runtimes.base import MissingDependencyError
         try:

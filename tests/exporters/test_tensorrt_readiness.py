@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from acmix_deploy import build_model
-from acmix_deploy.exporters.tensorrt_support import (
+from acmix_deploy.exporters.tensorrt import (
     SUPPORT_TABLE,
     check_tensorrt_readiness,
     format_findings,
