@@ -127,8 +127,29 @@ def resolve(module: str, name: str) -> Any:
 
 
 class Unpickler(pickle.Unpickler):
+    """An unpickler that resolves only allowed globals and reports every failure as an ``UnpicklingError``.
+
+    A damaged pickle makes the C unpickler (and torch's persistent-id hooks it calls) raise
+    whatever the corrupt opcodes lead to: ``TypeError``, ``AttributeError``, ``OverflowError``,
+    ``AssertionError``, ... Callers can then tell a bad file (``UnpicklingError``) from a refused
+    global (:class:`RefusedGlobal`) without catching everything.
+    """
+
     def find_class(self, module: str, name: str) -> Any:
         return resolve(module, name)
+
+    def load(self) -> Any:
+        try:
+            return super().load()
+        except pickle.UnpicklingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to decode untrusted bytes means a damaged pickle
+            raise UnpicklingError(f"damaged pickle ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:160] if lines else ""
 
 
 def load(file, **kwargs: Any) -> Any:
