@@ -1,8 +1,16 @@
-"""Read and write the safetensors format without the ``safetensors`` package.
+"""Read and write ``.safetensors`` checkpoints through the ``safetensors`` package, with our errors.
 
 The format is a little-endian u64 header length, a JSON header mapping tensor names to
-``{dtype, shape, data_offsets}`` (plus an optional ``__metadata__`` of strings), then raw
-bytes. It holds no code, which is why it is the safest checkpoint format we read.
+``{dtype, shape, data_offsets}`` (plus an optional ``__metadata__`` of strings), then raw bytes.
+It holds no code, which is why it is the safest checkpoint format we read. The package (the
+format's reference implementation) does the parsing and every bounds check: header size
+(at most 100 MB), offsets inside the file and covering it, shape times dtype size equal to the
+bytes given, so a header claiming a huge tensor is refused before anything is allocated.
+
+What stays here: sniffing the format from a file's first bytes, and turning the package's
+errors into a one-line :class:`CheckpointError`. The file is read into memory rather than
+memory-mapped: a mapped checkpoint that is rewritten in place while its tensors are alive
+(a training loop saving to the same path) would crash the process on the next access.
 """
 
 from __future__ import annotations
@@ -15,20 +23,21 @@ import torch
 
 from ..errors import CheckpointError
 
-_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-_NAMES = {v: k for k, v in _DTYPES.items()}
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 100_000_000  # the package's own limit on the JSON header
+# Weights of the models we load come in these; the package knows more (float8, complex, ...),
+# which no ACmix model holds and on which torch lacks operations we apply (isfinite).
+SUPPORTED_DTYPES = (
+    torch.float64,
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.int8,
+    torch.uint8,
+    torch.bool,
+)
 
 
 def looks_like_safetensors(head: bytes) -> bool:
@@ -40,59 +49,72 @@ def looks_like_safetensors(head: bytes) -> bool:
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Return (tensors, metadata). Raises CheckpointError on any malformed or truncated file."""
-    data = Path(path).read_bytes()
-    if len(data) < 8:
-        raise CheckpointError(f"{path}: truncated safetensors file ({len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > min(MAX_HEADER_BYTES, len(data) - 8):
-        raise CheckpointError(f"{path}: safetensors header length {n} exceeds the file")
+    """Return (tensors, metadata) of a safetensors file; the tensors own their memory.
+
+    Raises:
+        CheckpointError: the file is unreadable, malformed or truncated (one line, never the package's error).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
     try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: safetensors header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: safetensors header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise CheckpointError(f"{path}: safetensors __metadata__ is not a JSON object")
-    body = memoryview(data)[8 + n :]
-    tensors: dict[str, torch.Tensor] = {}
-    for name, info in header.items():
-        try:
-            dtype = _DTYPES[info["dtype"]]
-            shape = [int(s) for s in info["shape"]]
-            begin, end = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: malformed safetensors entry for {name!r}") from None
-        if any(s < 0 for s in shape):
-            raise CheckpointError(f"{path}: negative dimension in safetensors entry {name!r}")
-        numel = 1
-        for s in shape:
-            numel *= s
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if not 0 <= begin <= end <= len(body) or end - begin != numel * itemsize:
-            raise CheckpointError(f"{path}: tensor {name!r} lies outside the file (truncated?)")
-        if numel == 0:
-            tensors[name] = torch.empty(shape, dtype=dtype)
-        else:
-            tensors[name] = torch.frombuffer(bytearray(body[begin:end]), dtype=dtype).reshape(shape)
-    return tensors, {str(k): str(v) for k, v in metadata.items()}
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        tensors = load(data)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: {_explain(exc, data)}") from None
+    except Exception as exc:  # noqa: BLE001 - a dtype this torch lacks, or anything else the package lets through
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {_line(exc)})") from None
+    odd = [f"{name} ({t.dtype})" for name, t in tensors.items() if t.dtype not in SUPPORTED_DTYPES]
+    if odd:
+        more = f" (+{len(odd) - 1} more)" if len(odd) > 1 else ""
+        raise CheckpointError(f"{path}: unsupported tensor dtype in {odd[0]}{more}")
+    # The package has validated the header (a JSON object whose __metadata__ maps strings to strings).
+    (n,) = struct.unpack("<Q", data[:8])
+    try:
+        metadata = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, AttributeError):
+        raise CheckpointError(f"{path}: safetensors header is not valid JSON") from None
+    return tensors, metadata
 
 
 def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
     """Serialise tensors (moved to CPU, made contiguous) into safetensors bytes."""
-    header: dict[str, object] = {}
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    chunks: list[bytes] = []
-    offset = 0
+    from safetensors.torch import save
+
+    own: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
     for name, tensor in tensors.items():
         t = tensor.detach().cpu().contiguous()
-        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)  # align the data section, as the reference writer does
-    return struct.pack("<Q", len(head)) + head + b"".join(chunks)
+        if t.numel() and t.untyped_storage().data_ptr() in storages:
+            t = t.clone()  # the package refuses tensors that share memory; each gets its own bytes on disk anyway
+        if t.numel():
+            storages.add(t.untyped_storage().data_ptr())
+        own[name] = t
+    return save(own, {str(k): str(v) for k, v in (metadata or {}).items()} or None)
+
+
+def _explain(exc: Exception, data: bytes) -> str:
+    """The package's message in our words: what is wrong with the file, in one line."""
+    detail = _line(exc).split(": ", 1)[-1] if _line(exc).startswith("Error while deserializing") else _line(exc)
+    if len(data) < 8 or "header too small" in detail:
+        return f"truncated safetensors file ({len(data)} bytes)"
+    (n,) = struct.unpack("<Q", data[:8])
+    if "header too large" in detail or "invalid header length" in detail:
+        return f"safetensors header length {n} exceeds the file or the {MAX_HEADER_BYTES}-byte limit"
+    if "invalid JSON" in detail or "invalid UTF-8" in detail:
+        try:
+            json.loads(data[8 : 8 + n])
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            return f"safetensors header is not valid JSON ({detail})"
+        return f"malformed safetensors header ({detail})"
+    if "offset" in detail or "not fully covered" in detail:
+        return f"tensor data lies outside the file or leaves part of it unused (truncated?): {detail}"
+    return f"not a valid safetensors file ({detail})"
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
