@@ -1,12 +1,11 @@
 """``build_engine``: the TensorRT build as a sequence of stages, each in its own module.
 
-1. arguments, outputs (:mod:`.sidecar`), the ONNX's manifest and input (:mod:`.network`), the
-   batch profile (:mod:`.profile`) and the CPU readiness check, all before TensorRT is imported;
-2. the precision plan for this TensorRT (:mod:`.precision_flags`);
-3. the network, parsed from the ONNX path (:mod:`.network`);
-4. the builder config: flags, profile, timing cache (:mod:`.config`);
-5. the serialized plan (:mod:`.plan`);
-6. the engine, its sidecar and optional layer info, written atomically (:mod:`.sidecar`).
+1. :func:`prepare_build`, before TensorRT is imported: arguments, outputs (:mod:`.sidecar`), the
+   ONNX's manifest and input (:mod:`.network`), the batch profile (:mod:`.profile`);
+2. the CPU readiness check and the precision plan for this TensorRT (:mod:`.precision_flags`);
+3. :func:`compile_plan`: the network parsed from the ONNX path (:mod:`.network`), the builder
+   config with flags, profile and timing cache (:mod:`.config`), the serialized plan (:mod:`.plan`);
+4. the engine, its sidecar and optional layer info, written atomically (:mod:`.sidecar`).
 """
 
 from __future__ import annotations
@@ -14,16 +13,19 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+import onnx
 
 from acmix_deploy.fileio import sha256_file
-from acmix_deploy.manifest import sidecar_path
+from acmix_deploy.manifest import Manifest, sidecar_path
 from acmix_deploy.runtimes.tensorrt import cuda_device_info, import_tensorrt, trt_major
 
 from .base import PRECISIONS, BuildError, Progress, no_progress
 from .config import BuilderSettings, attach_timing_cache, create_builder_config, read_timing_cache, save_timing_cache
 from .network import parse_network, read_onnx_manifest, refuse_unready_graph
 from .plan import build_serialized_plan, create_builder, inspect_plan_layers, make_logger
-from .precision_flags import precision_plan
+from .precision_flags import PrecisionPlan, precision_plan
 from .profile import ProfileShapes, compute_profile
 from .sidecar import check_engine_outputs, make_engine_sidecar, write_engine_files
 
@@ -54,6 +56,93 @@ class BuildReport:
             profile=self.profile.to_dict(),
         )
         return data
+
+
+@dataclass
+class BuildRequest:
+    """Stage 1's result: everything decided before TensorRT is imported.
+
+    Attributes:
+        onnx_path, engine_path: source and destination.
+        precision: the engine precision asked for.
+        manifest: the ONNX's manifest.
+        profile: the batch optimisation profile.
+        settings: workspace, optimisation level, profiling, timing cache.
+        timing_cache_blob: the cache's bytes (``b""`` for a new one), ``None`` without a cache.
+        graph: the ONNX graph (no external weights) for the readiness check, dropped after it.
+    """
+
+    onnx_path: Path
+    engine_path: Path
+    precision: str
+    manifest: Manifest
+    profile: ProfileShapes
+    settings: BuilderSettings
+    timing_cache_blob: bytes | None
+    graph: onnx.ModelProto | None
+
+
+def prepare_build(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    precision: str = "fp32",
+    min_batch: int = 1,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
+    settings: BuilderSettings | None = None,
+    force: bool = False,
+    progress: Progress = no_progress,
+) -> BuildRequest:
+    """Stage 1, on any machine: check the arguments and outputs, read the ONNX, decide the profile.
+
+    Raises:
+        BuildError: bad arguments or ONNX; OutputExistsError: an output exists and ``force`` is false.
+    """
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if precision not in PRECISIONS:
+        raise BuildError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    settings = settings or BuilderSettings()
+    check_engine_outputs(engine_path, layers=settings.detailed_profiling, force=force)
+    blob = read_timing_cache(settings.timing_cache) if settings.timing_cache else None
+    manifest, input_name, input_shape, graph = read_onnx_manifest(onnx_path)
+    profile = compute_profile(
+        input_name, input_shape, manifest.batch, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch
+    )
+    progress("profile", f"{input_name}: min {profile.min}, opt {profile.opt}, max {profile.max}")
+    return BuildRequest(onnx_path, engine_path, precision, manifest, profile, settings, blob, graph)
+
+
+@dataclass
+class CompiledPlan:
+    """Stages 3-5's result: the serialized plan, the parse + build time, and the logger that saw it."""
+
+    plan: bytes
+    seconds: float
+    logger: Any
+
+
+def compile_plan(trt: Any, request: BuildRequest, flags: PrecisionPlan, progress: Progress) -> CompiledPlan:
+    """Stages 3-5: parse the network, configure the builder, build the plan (timing cache read and saved).
+
+    Raises:
+        BuildError: no builder (no GPU), parser errors, or a failed build.
+    """
+    settings = request.settings
+    logger = make_logger(trt)
+    builder = create_builder(trt, logger)
+    t0 = time.perf_counter()
+    parsed = parse_network(trt, builder, logger, request.onnx_path, flags, request.profile.input_name, progress)
+    config = create_builder_config(trt, builder, flags, request.profile, settings)
+    if request.timing_cache_blob is not None:
+        attach_timing_cache(config, request.timing_cache_blob, settings.timing_cache, progress)
+    progress("build", f"building {request.precision} engine (this takes a while)")
+    plan = build_serialized_plan(trt, builder, parsed.network, config, logger, progress)
+    seconds = time.perf_counter() - t0
+    progress("build", f"done in {seconds:.1f} s ({len(plan) / 1e6:.1f} MB)")
+    if request.timing_cache_blob is not None:
+        save_timing_cache(config, settings.timing_cache)
+    return CompiledPlan(plan, seconds, logger)
 
 
 def build_engine(
@@ -90,80 +179,65 @@ def build_engine(
     Raises:
         BuildError, MissingDependencyError, OutputExistsError.
     """
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    if precision not in PRECISIONS:
-        raise BuildError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     settings = BuilderSettings(
         workspace_gb=workspace_gb,
         optimization_level=builder_optimization_level,
         detailed_profiling=inspector_json,
         timing_cache=Path(timing_cache) if timing_cache is not None else None,
     )
-    check_engine_outputs(engine_path, layers=inspector_json, force=force)
-    cache_blob = read_timing_cache(settings.timing_cache) if settings.timing_cache else None
-
-    manifest, input_name, input_shape, proto = read_onnx_manifest(onnx_path)
-    profile = compute_profile(
-        input_name, input_shape, manifest.batch, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch
+    request = prepare_build(
+        onnx_path,
+        engine_path,
+        precision=precision,
+        min_batch=min_batch,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        settings=settings,
+        force=force,
+        progress=progress,
     )
-    progress("profile", f"{input_name}: min {profile.min}, opt {profile.opt}, max {profile.max}")
-
     trt = import_tensorrt()
     version = str(trt.__version__)
-    warnings = refuse_unready_graph(proto, onnx_path.name, trt_major(version), progress)
-    del proto  # the parser reads the file itself; the graph need not stay in memory
-
-    plan_flags = precision_plan(
+    warnings = refuse_unready_graph(request.graph, request.onnx_path.name, trt_major(version), progress)
+    request.graph = None  # the parser reads the file itself; the graph need not stay in memory
+    flags = precision_plan(
         precision,
         trt_version=version,
-        onnx_precision=manifest.precision,
+        onnx_precision=request.manifest.precision,
         builder_flags=set(trt.BuilderFlag.__members__),
         network_flags=set(trt.NetworkDefinitionCreationFlag.__members__),
     )
-    progress("precision", f"TensorRT {version}: {plan_flags.note}")
-
+    progress("precision", f"TensorRT {version}: {flags.note}")
     gpu = cuda_device_info()
-    logger = make_logger(trt)
-    builder = create_builder(trt, logger)
-    t0 = time.perf_counter()
-    parsed = parse_network(trt, builder, logger, onnx_path, plan_flags, input_name, progress)
-    config = create_builder_config(trt, builder, plan_flags, profile, settings)
-    if cache_blob is not None:
-        attach_timing_cache(config, cache_blob, settings.timing_cache, progress)
-    progress("build", f"building {precision} engine (this takes a while)")
-    plan = build_serialized_plan(trt, builder, parsed.network, config, logger, progress)
-    seconds = time.perf_counter() - t0
-    progress("build", f"done in {seconds:.1f} s ({len(plan) / 1e6:.1f} MB)")
-    if cache_blob is not None:
-        save_timing_cache(config, settings.timing_cache)
-
+    compiled = compile_plan(trt, request, flags, progress)
     sidecar = make_engine_sidecar(
-        manifest=manifest,
-        onnx_path=onnx_path,
-        onnx_sha256=sha256_file(onnx_path),
-        profile=profile,
+        manifest=request.manifest,
+        onnx_path=request.onnx_path,
+        onnx_sha256=sha256_file(request.onnx_path),
+        profile=request.profile,
         precision=precision,
         trt_version=version,
         gpu=gpu,
-        build_seconds=seconds,
-        builder=settings.record(plan_flags),
+        build_seconds=compiled.seconds,
+        builder=settings.record(flags),
     )
-    layer_info = inspect_plan_layers(trt, logger, plan) if inspector_json else None
-    layer_file = write_engine_files(engine_path, plan, sidecar, layer_info=layer_info, force=force)
-    progress("write", f"{engine_path} + {sidecar_path(engine_path).name}")
+    layer_info = inspect_plan_layers(trt, compiled.logger, compiled.plan) if inspector_json else None
+    engine = request.engine_path
+    layer_file = write_engine_files(engine, compiled.plan, sidecar, layer_info=layer_info, force=force)
+    progress("write", f"{engine} + {sidecar_path(engine).name}")
     return BuildReport(
-        engine_path=engine_path,
-        sidecar_path=sidecar_path(engine_path),
+        engine_path=engine,
+        sidecar_path=sidecar_path(engine),
         layers_path=layer_file,
         precision=precision,
-        profile=profile,
+        profile=request.profile,
         trt_version=version,
         gpu=gpu,
-        build_seconds=seconds,
-        size_bytes=len(plan),
+        build_seconds=compiled.seconds,
+        size_bytes=len(compiled.plan),
         timing_cache=settings.timing_cache,
         warnings=warnings,
     )
 
 
-__all__ = ["BuildReport", "build_engine"]
+__all__ = ["BuildReport", "BuildRequest", "CompiledPlan", "build_engine", "compile_plan", "prepare_build"]
