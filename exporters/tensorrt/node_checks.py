@@ -9,6 +9,7 @@ TensorRT's parser inlines local functions (onnx-tensorrt 9.0 on).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -67,50 +68,79 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a node is checked against: one major's support data and the constants visible where it stands.
+
+    Attributes:
+        table: ``SUPPORT_TABLE["majors"][major]``.
+        major: the TensorRT major version.
+        constants: tensors whose values are in the file (initializers, ``Constant`` outputs).
+        constant_names: names computable at build time (constants and what only they feed).
+        functions: the model-local functions, by ``(domain, name)``.
+    """
+
+    table: dict
+    major: int
+    constants: dict[str, onnx.TensorProto]
+    constant_names: frozenset[str]
+    functions: dict[tuple[str, str], onnx.FunctionProto]
+
+    @classmethod
+    def of_model(cls, model: onnx.ModelProto, major: int) -> Scope:
+        """The scope of the main graph of ``model`` for TensorRT ``major``."""
+        return cls(
+            table=SUPPORT_TABLE["majors"][major],
+            major=major,
+            constants=constant_values(model.graph),
+            constant_names=frozenset(constant_tensors(model.graph)),
+            functions={(f.domain, f.name): f for f in model.functions},
+        )
+
+    def inside(self, body: onnx.FunctionProto) -> Scope:
+        """The scope within a local function's body: its ``Constant`` nodes are constants too."""
+        names = {o for n in body.node if n.op_type == "Constant" for o in n.output if o}
+        return replace(
+            self,
+            constants=self.constants | _constant_node_values(body.node),
+            constant_names=self.constant_names | names,
+        )
+
+
 def check_call(
-    node: onnx.NodeProto,
-    index: int,
-    table: dict,
-    major: int,
-    constants: dict[str, onnx.TensorProto],
-    constant_names: set[str],
-    functions: dict[tuple[str, str], onnx.FunctionProto],
-    inside: tuple[tuple[str, str], ...],
+    node: onnx.NodeProto, index: int, scope: Scope, inside: tuple[tuple[str, str], ...] = ()
 ) -> list[Finding]:
     """Check a node; a call of a model-local function is checked through its body.
 
     The parser inlines local functions (onnx-tensorrt 9.0 on), so what matters is what they
     contain. ``Constant`` nodes inside a body count as constants; values computed from them do not,
     so a constant-input rule may warn where the inlined graph would fold.
+
+    Args:
+        node: the node (of the main graph or a function body).
+        index: its position, named when the node has no name.
+        scope: support data and constants where the node stands.
+        inside: the functions being expanded, outermost first (a recursive call is refused).
     """
     key = (node.domain, node.op_type)
-    if key not in functions:
-        return _check_node(node, index, table, major, constants, constant_names)
+    if key not in scope.functions:
+        return _check_node(node, index, scope)
     if key in inside:
         return [
             Finding("blocker", node.name or f"node {index}", node.op_type, "recursive local function", "custom-domain")
         ]
     findings: list[Finding] = []
-    body = functions[key]
-    local_constants = constants | _constant_node_values(body.node)
-    local_names = constant_names | {o for n in body.node if n.op_type == "Constant" for o in n.output if o}
+    body = scope.functions[key]
+    body_scope = scope.inside(body)
     for inner_index, inner in enumerate(body.node):
-        for finding in check_call(
-            inner, inner_index, table, major, local_constants, local_names, functions, (*inside, key)
-        ):
+        for finding in check_call(inner, inner_index, body_scope, (*inside, key)):
             where = f"{node.name or node.op_type}/{finding.node}"
             findings.append(Finding(finding.severity, where, finding.op, finding.message, finding.code))
     return findings
 
 
-def _check_node(
-    node: onnx.NodeProto,
-    index: int,
-    table: dict,
-    major: int,
-    constants: dict[str, onnx.TensorProto],
-    constant_names: set[str],
-) -> list[Finding]:
+def _check_node(node: onnx.NodeProto, index: int, scope: Scope) -> list[Finding]:
+    table, major, constants = scope.table, scope.major, scope.constants
     name = node.name or f"node {index}"
     op = node.op_type
     findings: list[Finding] = []
@@ -133,7 +163,7 @@ def _check_node(
     rule = SUPPORT_TABLE["constant_inputs"].get(op)
     if rule:
         for i in rule["inputs"]:
-            if i < len(node.input) and node.input[i] and node.input[i] not in constant_names:
+            if i < len(node.input) and node.input[i] and node.input[i] not in scope.constant_names:
                 add(
                     rule["severity"],
                     f"input {i} ({node.input[i]}) must be a build-time constant (initializer)",
@@ -234,4 +264,4 @@ def _check_resize(node: onnx.NodeProto, name: str) -> list[Finding]:
     return findings
 
 
-__all__ = ["DEFAULT_DOMAINS", "check_call", "constant_tensors", "constant_values"]
+__all__ = ["DEFAULT_DOMAINS", "Scope", "check_call", "constant_tensors", "constant_values"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 
 from .findings import Finding
-from .node_checks import DEFAULT_DOMAINS, check_call, constant_tensors, constant_values
+from .node_checks import DEFAULT_DOMAINS, Scope, check_call
 from .support_table import SUPPORT_TABLE
 
 
@@ -41,17 +41,14 @@ def check_tensorrt_readiness(model: str | Path | onnx.ModelProto, *, trt_major: 
         raise ValueError(f"no TensorRT support data for major version {trt_major} (have: {known})")
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model), load_external_data=False)
-    table = SUPPORT_TABLE["majors"][trt_major]
+    scope = Scope.of_model(model, trt_major)
     graph = model.graph
     findings: list[Finding] = []
-    findings += _check_opset(model, table, trt_major)
-    constants = constant_values(graph)
-    constant_names = constant_tensors(graph)
+    findings += _check_opset(model, scope.table, trt_major)
     findings += _check_inputs(graph)
     findings += _check_float64(graph)
-    functions = {(f.domain, f.name): f for f in model.functions}
     for index, node in enumerate(graph.node):
-        findings += check_call(node, index, table, trt_major, constants, constant_names, functions, ())
+        findings += check_call(node, index, scope)
     findings += _check_layernorm(model)
     findings += _check_int64(graph)
     return findings
