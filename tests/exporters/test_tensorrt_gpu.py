@@ -218,15 +218,20 @@ def test_dynamic_batch_cuda_graphs_and_profiler(trt, workdir, timing_cache, requ
 
 
 def test_engine_is_a_plain_plan_and_mismatches_are_refused(trt, workdir, timing_cache):
-    from acmix_deploy.manifest import sidecar_path
+    from acmix_deploy.manifest import ManifestError, read_engine_sidecar, sidecar_path
     from acmix_deploy.runtimes.base import RunnerError
     from acmix_deploy.runtimes.tensorrt import TensorRTRunner
 
     engine = _build(_fp32_onnx("digits_r26", workdir), "fp32", timing_cache)
     plain = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine.read_bytes())
     assert plain is not None, "other tools (trtexec, Triton) must load the file as is"
+    typed = read_engine_sidecar(engine)
+    assert typed.tensorrt_version == trt.__version__ and typed.onnx_sha256 and typed.batch.max == 32
     sidecar = json.loads(sidecar_path(engine).read_text())
-    assert sidecar["tensorrt"]["version"] == trt.__version__ and sidecar["onnx"]["sha256"]
+    sidecar_path(engine).write_text(json.dumps(sidecar)[:-40])  # truncated: a one-line error, not a traceback
+    with pytest.raises(ManifestError, match="engine sidecar is not valid JSON") as info:
+        TensorRTRunner(engine).activate()
+    assert "\n" not in str(info.value)
     for change, match in (
         ({"tensorrt": {"version": "9.0.0"}}, "rebuild"),
         ({"gpu": {**sidecar["gpu"], "name": "Some Other GPU"}}, "rebuild"),
