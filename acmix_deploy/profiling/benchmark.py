@@ -3,6 +3,12 @@
 For each batch size, every runner is called in turn (interleaved rounds), so machine drift hits
 all alike; ratios are against the first artifact. On CUDA, host<->device copies are part of each
 backend's ``infer`` (end-to-end latency, as an application sees it).
+
+Memory is measured per artifact, not per process: each row's ``load_rss_mb`` is the resident memory
+that loading that artifact and running its first inference at the largest batch added to the
+process (current RSS after minus before, from ``/proc/self/statm``; ``None`` where that is not
+available). The process's lifetime peak, which no single artifact owns, is reported once in the
+settings (``process_peak_rss_mb``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .interleaved import LatencyStats, summarize
+from ..errors import AcmixDeployError
+from ..timing import LatencyStats, summarize
+
+
+class BenchmarkError(AcmixDeployError, ValueError):
+    """The artifacts cannot be benchmarked together (they disagree on the input size)."""
 
 
 @dataclass
@@ -31,7 +42,7 @@ class BenchmarkRow:
     stats: LatencyStats
     throughput: float  # images per second at the median latency
     ratio_vs_first: float  # median latency of the first artifact / this one (>1: faster)
-    peak_rss_mb: float
+    load_rss_mb: float | None  # resident memory this artifact's loading and first largest-batch run added
     cuda_phases_ms: dict | None = None  # median h2d / compute / d2h from CUDA events, when the backend has them
 
     def to_dict(self) -> dict:
@@ -43,7 +54,7 @@ class BenchmarkRow:
             "iterations": self.stats.n,
             "throughput_ips": round(self.throughput, 2),
             "speedup_vs_first": round(self.ratio_vs_first, 3),
-            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "load_rss_mb": None if self.load_rss_mb is None else round(self.load_rss_mb, 1),
             **({"cuda_phases_ms": self.cuda_phases_ms} if self.cuda_phases_ms else {}),
         }
 
@@ -53,8 +64,11 @@ class BenchmarkResult:
     rows: list[BenchmarkRow] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
 
+    def to_dict(self) -> dict:
+        return {"settings": self.settings, "rows": [r.to_dict() for r in self.rows]}
+
     def to_json(self) -> str:
-        return json.dumps({"settings": self.settings, "rows": [r.to_dict() for r in self.rows]}, indent=2)
+        return json.dumps(self.to_dict(), indent=2)
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -78,7 +92,41 @@ class BenchmarkResult:
 
 
 def _peak_rss_mb() -> float:
+    """The process's lifetime peak resident memory (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float | None:
+    """The process's resident memory now (Linux ``/proc/self/statm``); ``None`` where it cannot be read."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _growth(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def _load_each(runners: Sequence, batch: int, seed: int) -> tuple[int, list[float | None]]:
+    """Load every runner and run it once at ``batch``, measuring the memory each adds; returns (size, growth)."""
+    growth = []
+    for runner in runners:
+        before = current_rss_mb()
+        runner.activate()
+        growth.append(_growth(before, current_rss_mb()))
+    sizes = {r.manifest.img_size for r in runners}
+    if len(sizes) != 1:
+        raise BenchmarkError(f"artifacts disagree on the input size: {sorted(sizes)}")
+    size = sizes.pop()
+    x = np.random.default_rng(seed + batch).standard_normal((batch, 3, size, size), dtype=np.float32)
+    for i, runner in enumerate(runners):  # the first run allocates the runtime's buffers: part of its cost
+        before = current_rss_mb()
+        runner.infer(x)
+        more = _growth(before, current_rss_mb())
+        growth[i] = None if growth[i] is None or more is None else growth[i] + more
+    return size, growth
 
 
 def benchmark(
@@ -105,12 +153,7 @@ def benchmark(
             "interleaved": True,
         }
     )
-    for runner in runners:
-        runner.activate()
-    sizes = {r.manifest.img_size for r in runners}
-    if len(sizes) != 1:
-        raise ValueError(f"artifacts disagree on the input size: {sorted(sizes)}")
-    size = sizes.pop()
+    size, memory = _load_each(runners, max(batches), seed)
     for batch in batches:
         x = np.random.default_rng(seed + batch).standard_normal((batch, 3, size, size), dtype=np.float32)
         for _ in range(warmup):
@@ -132,7 +175,7 @@ def benchmark(
                 break
         stats = [summarize(s) for s in samples]
         phases = [_cuda_phases(runner, x, rounds=min(rounds, 20)) for runner in runners]
-        for runner, st, phase in zip(runners, stats, phases, strict=True):
+        for runner, st, phase, grown in zip(runners, stats, phases, memory, strict=True):
             result.rows.append(
                 BenchmarkRow(
                     artifact=runner.describe(),
@@ -141,10 +184,11 @@ def benchmark(
                     stats=st,
                     throughput=batch / (st.p50 / 1000.0),
                     ratio_vs_first=stats[0].p50 / st.p50,
-                    peak_rss_mb=_peak_rss_mb(),
+                    load_rss_mb=grown,
                     cuda_phases_ms=phase,
                 )
             )
+    result.settings["process_peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return result
 
 
