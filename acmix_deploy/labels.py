@@ -30,6 +30,22 @@ def read_labels(path: str | Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def label_problem(labels: object, num_classes: int) -> str | None:
+    """What makes ``labels`` unusable as the class names of a ``num_classes``-way model, or None when they are fine.
+
+    Class names must be a list of non-blank strings usable as folder names (``evaluate`` matches
+    image folders by name; Triton writes them one per line), one per output.
+    """
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        return "labels must be a list of strings"
+    bad = [x for x in labels if not x.strip() or x in (".", "..") or "/" in x or "\\" in x or "\n" in x]
+    if bad:
+        return f"labels must be usable as folder names; not {bad[0]!r}"
+    if len(labels) != num_classes:
+        return f"{len(labels)} labels for {num_classes} classes"
+    return None
+
+
 def labels_for(num_classes: int, labels: list[str] | None = None) -> list[str]:
     """Names for ``num_classes`` outputs: the given list, ImageNet-1k for 1000 classes, else ``class_<i>``."""
     if labels is not None:

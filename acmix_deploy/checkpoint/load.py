@@ -10,9 +10,8 @@ is available only through ``trust_pickle=True``.
 
 from __future__ import annotations
 
-import pickle
+import json
 import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from torch import nn
 
 from ..errors import CheckpointError, UnsafeCheckpointError
 from ..fileio import sha256_file
+from ..labels import label_problem
 from . import restricted_pickle
 from .detect import ModelSpec, detect_spec, strip_prefixes
 from .restricted_pickle import PickledConfig
@@ -59,6 +59,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     spec: ModelSpec
     metadata: dict = field(default_factory=dict)
+    labels: list[str] | None = None  # class names in output order, when the file records valid ones
 
     def to_model(self, model: nn.Module | None = None, **overrides) -> nn.Module:
         """Load the weights into ``model`` (or a model built from the detected spec) in eval mode."""
@@ -130,8 +131,9 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoi
         from ..families import get_family
 
         layout = get_family(spec.family).official_layout
+    labels = _stored_labels(metadata, spec.num_classes, path)
     _warn_non_finite(state_dict, path)
-    return Checkpoint(path, sha256_file(path), file_format, layout, state_dict, spec, metadata)
+    return Checkpoint(path, sha256_file(path), file_format, layout, state_dict, spec, metadata, labels)
 
 
 def load_checkpoint(
@@ -198,7 +200,7 @@ def _torch_load(path: Path, trust_pickle: bool) -> object:
             f"{path}: refused: the pickle references {', '.join(names)}, which could run code on load; "
             "nothing was executed. If you trust this file, pass --trust-pickle (trust_pickle=True)."
         ) from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch's loader fails on damaged files in many ways (even AssertionError)
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({_first_line(exc)})") from None
 
 
@@ -239,7 +241,7 @@ def _find_state_dict(raw: object, path: Path) -> tuple[dict[str, torch.Tensor], 
 
 def _metadata(raw: Mapping, weights_key: str) -> dict:
     out: dict = {"weights_key": weights_key}
-    for key in ("epoch", "arch", "best_acc1", "max_accuracy", "acc1", "img_size"):
+    for key in ("epoch", "arch", "best_acc1", "max_accuracy", "acc1", "img_size", "labels"):
         if key in raw:
             out[key] = _plain(raw[key])
     for key in ("optimizer", "lr_scheduler", "scheduler", "amp"):
@@ -267,6 +269,27 @@ def _apply_stored_config(spec: ModelSpec, metadata: Mapping) -> ModelSpec:
     if type(size) is int and 0 < size <= 4096:
         return spec.with_overrides(img_size=size)
     return spec
+
+
+def _stored_labels(metadata: dict, num_classes: int, path: Path) -> list[str] | None:
+    """The class names the file records (our writers' ``labels`` entry or safetensors metadata), if usable.
+
+    Taken out of ``metadata`` (they are ``Checkpoint.labels``). Unusable names are ignored with a
+    warning rather than refusing the weights: the checkpoint still loads, with generic class names.
+    """
+    labels = metadata.pop("labels", None)
+    if labels is None:
+        return None
+    if isinstance(labels, str):  # safetensors metadata holds strings: the list as JSON
+        try:
+            labels = json.loads(labels)
+        except (json.JSONDecodeError, RecursionError):
+            labels = None
+    problem = label_problem(labels, num_classes)
+    if problem:
+        warnings.warn(f"{path}: recorded class names ignored: {problem}", stacklevel=3)
+        return None
+    return labels
 
 
 def _warn_non_finite(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
