@@ -31,7 +31,7 @@ demo: $(BIN)/.installed
 	$(BIN)/acmix-deploy evaluate $(DEMO_CKPT) $(DEMO_ONNX) --data $(DEMO_DIR)/digits-test
 	$(BIN)/acmix-deploy predict $(DEMO_DIR)/digits_r26.onnx $$(ls -d $(DEMO_DIR)/digits-test/7/*.png | head -2) --top-k 2
 	$(BIN)/acmix-deploy verify $(DEMO_CKPT) $(DEMO_DIR)/digits_r26.onnx --no-rewrite
-	$(BIN)/acmix-deploy benchmark $(DEMO_ONNX) $(DEMO_CKPT) --batch 1,8 --iters 10 --force --json $(DEMO_DIR)/benchmark.json
+	$(BIN)/acmix-deploy benchmark $(DEMO_ONNX) $(DEMO_CKPT) --batch 1,8 --iters 10 --force --save-json $(DEMO_DIR)/benchmark.json
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

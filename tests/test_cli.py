@@ -262,3 +262,190 @@ def test_export_precision_variants(small_artifacts, tmp_path):
     assert json.loads((out / "small.int8.onnx.json").read_text())["int8_target"] == "cpu-dynamic"
     assert_one_line_error(run_cli("export", ckpt, "--precision", "int8"), 2, "--calib")
     assert_one_line_error(run_cli("export", ckpt, "--precision", "bf16"), 2, "--precision")
+
+
+# -- one vocabulary, one exit-code map, --json means print ---------------------------------------------
+
+
+def inproc(*args: str):
+    from tests.reliability.conftest import run_cli_inproc
+
+    return run_cli_inproc(*args)
+
+
+@pytest.fixture(scope="module")
+def cli_env(small_artifacts, tmp_path_factory):
+    """The small ONNX, its fp16 variant (made by the library), a 10-class image folder and a labels file."""
+    from PIL import Image
+
+    from acmix_deploy.exporters.precision import to_fp16
+
+    root = tmp_path_factory.mktemp("cli_env")
+    fp16 = root / "small.fp16.onnx"
+    to_fp16(small_artifacts["onnx"], fp16)
+    data = root / "digits"
+    for c in range(10):
+        (data / str(c)).mkdir(parents=True)
+        Image.new("RGB", (70, 70), (25 * c, 90, 200 - 15 * c)).save(data / str(c) / "a.png")
+    labels = root / "labels.txt"
+    labels.write_text("".join(f"{c}\n" for c in range(10)))
+    return {
+        "onnx": str(small_artifacts["onnx"]),
+        "ckpt": str(small_artifacts["checkpoint"]),
+        "fp16": fp16,
+        "data": str(data),
+        "labels": str(labels),
+        "root": root,
+    }
+
+
+def test_help_shows_no_type_after_flags_and_offers_the_library_choices(monkeypatch):
+    from acmix_deploy.checkpoint import LAYOUTS
+    from acmix_deploy.exporters.pipeline import CALIBRATION_METHODS, FORMATS, INT8_TARGETS
+    from acmix_deploy.runtimes import BACKENDS
+
+    monkeypatch.setenv("COLUMNS", "220")
+    export_help = inproc("export", "--help").stdout
+    assert "--force" in export_help and "--skip-latency" in export_help
+    assert "<bool>" not in export_help + inproc("--help").stdout
+    for choices in (FORMATS, INT8_TARGETS, CALIBRATION_METHODS):
+        assert "<" + "|".join(choices) + ">" in export_help
+    assert "<" + "|".join(BACKENDS) + ">" in inproc("predict", "--help").stdout
+    init_help = inproc("init", "--help").stdout
+    assert all(layout in init_help for layout in LAYOUTS)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("models",),
+        ("inspect", "{onnx}"),
+        ("inspect", "{ckpt}"),
+        ("predict", "{onnx}", "{image}"),
+        ("verify", "{onnx}", "{fp16}", "--max-diff", "0.05", "--min-cosine", "0.99"),
+        ("benchmark", "{onnx}", "--iters", "1", "--warmup", "0"),
+        ("profile", "{onnx}", "--iters", "1"),
+        ("evaluate", "{onnx}", "{fp16}", "--data", "{data}"),
+    ],
+    ids=lambda a: a[0] + ("-ckpt" if "{ckpt}" in a else ""),
+)
+def test_json_prints_the_report_and_nothing_else_on_stdout(cli_env, args):
+    env = {**cli_env, "image": str(Path(cli_env["data"]) / "3" / "a.png")}
+    proc = inproc(*[a.format(**env) for a in args], "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert isinstance(json.loads(proc.stdout), dict | list)
+
+
+def test_export_json_sends_progress_to_stderr(small_artifacts, tmp_path):
+    proc = inproc(
+        "export",
+        str(small_artifacts["checkpoint"]),
+        "-o",
+        str(tmp_path),
+        "--img-size",
+        "64",
+        "--skip-latency",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["artifacts"] == [str(tmp_path / "small.onnx"), str(tmp_path / "small.onnx.json")]
+    assert "] load" in proc.stderr and "] write" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["benchmark", "profile", "evaluate"])
+def test_save_json_writes_the_file_and_the_old_spelling_still_does(cli_env, tmp_path, command):
+    base = {
+        "benchmark": ["benchmark", cli_env["onnx"], "--iters", "1", "--warmup", "0"],
+        "profile": ["profile", cli_env["onnx"], "--iters", "1"],
+        "evaluate": ["evaluate", cli_env["onnx"], "--data", cli_env["data"]],
+    }[command]
+    new, old = tmp_path / "new.json", tmp_path / "old.json"
+    proc = inproc(*base, "--save-json", str(new))
+    assert proc.returncode == 0 and new.is_file() and "deprecated" not in proc.stderr, proc.stderr
+    assert proc.stdout.strip() and not proc.stdout.lstrip().startswith(("{", "["))  # the table, not JSON
+    proc = inproc(*base, "--json", str(old))
+    assert proc.returncode == 0 and "--save-json" in proc.stderr and "deprecated" in proc.stderr, proc.stderr
+    written, again = json.loads(new.read_text()), json.loads(old.read_text())
+    assert type(written) is type(again) and (not isinstance(written, dict) or written.keys() == again.keys())
+    assert_one_line_error(inproc(*base, "--save-json", str(new)), 1, "--force")
+
+
+def test_renamed_options_keep_their_old_spelling_with_a_note(cli_env, tmp_path):
+    onnx, fp16 = cli_env["onnx"], str(cli_env["fp16"])
+    proc = inproc("verify", onnx, fp16, "--rtol", "0.05", "--min-cosine", "0.99")
+    assert proc.returncode == 0 and "--max-diff" in proc.stderr and "deprecated" in proc.stderr, proc.stderr
+    assert inproc("verify", onnx, onnx, "--max-diff", "-1").returncode == 1  # the new name binds the same bound
+    proc = inproc(
+        "evaluate", onnx, "--data", cli_env["data"], "--batch-size", "3", "--classes", cli_env["labels"], "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--batch" in proc.stderr and "--labels" in proc.stderr and json.loads(proc.stdout)["num_images"] == 10
+    proc = inproc("evaluate", onnx, "--data", cli_env["data"], "--batch", "3", "--labels", cli_env["labels"])
+    assert proc.returncode == 0 and "deprecated" not in proc.stderr, proc.stderr
+    proc = inproc("triton", onnx, "--output", str(tmp_path / "repo"), "--name", "m")
+    assert proc.returncode == 0 and "--output-dir" in proc.stderr, proc.stderr
+    assert (tmp_path / "repo" / "m" / "1" / "model.onnx").is_file()
+    assert_one_line_error(inproc("triton", onnx, "--name", "m"), 2, "--output-dir")
+
+
+def test_verify_closes_every_runner_when_a_step_fails(cli_env, tmp_path, monkeypatch):
+    from acmix_deploy.runtimes.base import Runner
+
+    loaded, closed = [], []
+    activate, close = Runner.activate, Runner.close
+    monkeypatch.setattr(Runner, "activate", lambda self: (loaded.append(id(self)), activate(self))[1])
+    monkeypatch.setattr(Runner, "close", lambda self: (closed.append(id(self)), close(self))[1])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    assert_one_line_error(inproc("verify", cli_env["onnx"], str(cli_env["fp16"]), "--image", str(bad)), 1, "bad.png")
+    assert loaded and set(loaded) <= set(closed)
+
+
+def test_profile_of_an_engine_reaches_the_tensorrt_profiler(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("TensorRT is installed: the GPU suite profiles real engines")
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"a plan")
+    proc = inproc("profile", str(engine), "--iters", "1")
+    assert_one_line_error(proc, 1, "TensorRT is not installed")
+    assert "arrive" not in proc.stderr
+
+
+def test_export_engine_format_without_tensorrt_writes_nothing(small_artifacts, tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("TensorRT is installed")
+    proc = inproc("export", str(small_artifacts["checkpoint"]), "-o", str(tmp_path), "--format", "engine")
+    assert_one_line_error(proc, 1, "TensorRT is not installed")
+    assert not list(tmp_path.iterdir())
+
+
+def test_inspect_of_a_variant_shows_its_own_parity_vs_fp32(cli_env):
+    from acmix_deploy.manifest import read_manifest
+
+    manifest = read_manifest(cli_env["fp16"])
+    own = manifest.precision_report["parity"]["max_abs_diff"]
+    fp32 = manifest.parity["onnxruntime_vs_torch_reference"]["max_abs_diff"]
+    assert f"{own:.2e}" != f"{fp32:.2e}"
+    parity = [line for line in inproc("inspect", str(cli_env["fp16"])).stdout.splitlines() if line.startswith("parity")]
+    assert len(parity) == 1 and "vs fp32 ONNX" in parity[0] and f"{own:.2e}" in parity[0], parity
+    assert f"{fp32:.2e}" not in parity[0]
+
+
+def test_evaluate_takes_each_precision_from_the_manifest_itself(cli_env, tmp_path):
+    """The precision column comes from the artifact's manifest (here embedded: the sidecar is gone)."""
+    lone = tmp_path / "lone.fp16.onnx"
+    lone.write_bytes(cli_env["fp16"].read_bytes())  # no lone.fp16.onnx.json next to it
+    proc = inproc("evaluate", cli_env["onnx"], str(lone), "--data", cli_env["data"])
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("lone.fp16.onnx"))
+    assert row.split()[1] == "mixed", proc.stdout
+    single = inproc("evaluate", str(lone), "--data", cli_env["data"]).stdout
+    assert "manifest    precision mixed" in single

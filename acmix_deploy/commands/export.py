@@ -1,0 +1,171 @@
+"""Making artifacts: ``export`` (the export pipeline), ``build`` (a TensorRT engine), ``triton`` (a repository)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from acmix_deploy.exporters.pipeline import CALIBRATION_METHODS, FORMATS, INT8_TARGETS
+
+from .common import (
+    JsonFlag,
+    Labels,
+    TrustPickle,
+    UsageError,
+    at_least,
+    deprecated,
+    ints,
+    require_files,
+    show,
+    stage_printer,
+)
+
+Int8Target = Literal[INT8_TARGETS]
+Format = Literal[FORMATS]
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="An ACmix checkpoint (.pth, .pth.tar, .pt, .safetensors).")],
+    output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Default: the checkpoint's.")] = None,
+    name: Annotated[str | None, typer.Option(help="Artifact file stem (default: the checkpoint's).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17; 20 keeps GELU one op).")] = 20,
+    batch: Annotated[int | None, typer.Option(help="Fixed batch size (default: dynamic batch).")] = None,
+    max_batch: Annotated[int, typer.Option(help="Largest batch a dynamic-batch artifact promises.")] = 32,
+    img_size: Annotated[int | None, typer.Option(help="Input resolution (ACmix-ResNet; Swin uses its own).")] = None,
+    no_rewrite: Annotated[bool, typer.Option("--no-rewrite", help="Export the reference model unchanged.")] = False,
+    skip_latency: Annotated[bool, typer.Option("--skip-latency", help="Do not time ORT against torch.")] = False,
+    trust_pickle: TrustPickle = False,
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16, int8 or a list: fp32,fp16 (adds NAME.fp16.onnx).")
+    ] = "fp32",
+    calib: Annotated[Path | None, typer.Option(help="int8: calibration images (folder).")] = None,
+    calib_samples: Annotated[int, typer.Option(help="int8: calibration images to use.")] = 256,
+    calib_method: Annotated[Literal[CALIBRATION_METHODS], typer.Option(help="int8: calibration method.")] = "minmax",
+    eval_data: Annotated[Path | None, typer.Option(help="fp16/int8: accuracy on this image folder, recorded.")] = None,
+    int8_target: Annotated[Int8Target, typer.Option(help="int8: cpu, cpu-dynamic (no calibration), tensorrt.")] = "cpu",
+    fmt: Annotated[Format, typer.Option("--format", help="engine: engines only (the ONNX made is removed).")] = "onnx",
+    labels: Labels = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Rewrite, export to ONNX, optimise, check and prove parity against the checkpoint's own model."""
+    from acmix_deploy.exporters import pipeline
+    from acmix_deploy.labels import read_labels
+
+    names = tuple(read_labels(labels)) if labels is not None else None
+    onnx = pipeline.OnnxSettings(
+        opset=opset,
+        batch=batch,
+        max_batch=max_batch,
+        img_size=img_size,
+        rewrite=not no_rewrite,
+        measure_latency=not skip_latency,
+        trust_pickle=trust_pickle,
+        labels=names,
+    )
+    int8 = pipeline.Int8Settings(target=int8_target, calibration=calib, samples=calib_samples, method=calib_method)
+    report = pipeline.export(
+        checkpoint,
+        output_dir,
+        name=name,
+        precision=precision,
+        format=fmt,
+        onnx=onnx,
+        int8=int8,
+        eval_data=eval_data,
+        force=force,
+        progress=stage_printer(json_out),
+    )
+    text = "\n" + "\n".join(f"  {key:<9} {value}" for key, value in report.summary())
+    show(report.to_dict(), text, json_out)
+
+
+def build(
+    onnx_model: Annotated[Path, typer.Argument(help="An ONNX model exported by acmix-deploy.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Engine file (default: MODEL.engine).")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 engine.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 engine from a Q/DQ ONNX.")] = False,
+    min_batch: Annotated[int, typer.Option("--min-batch", help="Profile minimum batch.")] = 1,
+    opt_batch: Annotated[int | None, typer.Option("--opt-batch", help="Profile optimum batch.")] = None,
+    max_batch: Annotated[int | None, typer.Option("--max-batch", help="Profile maximum batch.")] = None,
+    workspace: Annotated[float, typer.Option(help="Builder workspace in GiB.")] = 4.0,
+    timing_cache: Annotated[
+        Path | None, typer.Option("--timing-cache", help="Timing cache file (read+written).")
+    ] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="Save engine-inspector layer info.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing engine.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Build a TensorRT engine (plain plan + JSON sidecar) from an exported ONNX model."""
+    if fp16 and int8:
+        raise UsageError("choose one of --fp16 and --int8")
+    if workspace <= 0:
+        raise UsageError(f"--workspace must be > 0, got {workspace}")
+    require_files([onnx_model])
+    from acmix_deploy.exporters.tensorrt import build_engine
+
+    report = build_engine(
+        onnx_model,
+        output or onnx_model.with_suffix(".engine"),
+        precision="int8" if int8 else "fp16" if fp16 else "fp32",
+        min_batch=min_batch,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        workspace_gb=workspace,
+        timing_cache=timing_cache,
+        inspector_json=layers,
+        force=force,
+        progress=lambda stage, message: typer.echo(f"{stage:<9} {message}", err=json_out),
+    )
+    text = (
+        f"wrote {report.engine_path} (+ {report.sidecar_path.name}): {report.precision}, batch "
+        f"{report.profile.to_dict()}, {report.size_bytes / 1e6:.1f} MB in {report.build_seconds:.1f} s"
+    )
+    show(report.to_dict(), text, json_out)
+
+
+def triton(
+    artifacts: Annotated[list[Path], typer.Argument(help="ONNX models or TensorRT plans to serve.")],
+    output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Model repository directory.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", hidden=True)] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default: each artifact's stem).")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="max_batch_size (default: the artifact's limit).")] = None,
+    preferred_batch: Annotated[str, typer.Option(help="Preferred dynamic batch sizes, e.g. 4,8.")] = "4,8",
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher queue delay (microseconds).")] = 100,
+    instances: Annotated[int, typer.Option(help="Model instances.")] = 1,
+    kind: Annotated[Literal["cpu", "gpu"], typer.Option(help="Where the instances run.")] = "cpu",
+    ort_tensorrt: Annotated[bool, typer.Option("--ort-tensorrt", help="ONNX: ORT's TensorRT accelerator.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Write (or add versions to) a Triton Inference Server model repository."""
+    from acmix_deploy.exporters.triton import write_triton_repository
+
+    repo = deprecated(output, "--output", "--output-dir", output_dir)
+    if repo is None:
+        raise UsageError("missing option '-o' / '--output-dir': the model repository directory")
+    preferred = ints(preferred_batch, "--preferred-batch")
+    at_least(1, max_batch=max_batch, instances=instances)
+    at_least(0, max_queue_delay_us=max_queue_delay_us)
+    reports = []
+    for artifact in artifacts:
+        reports.append(
+            write_triton_repository(
+                artifact,
+                repo,
+                name=name,
+                max_batch=max_batch,
+                preferred_batch=preferred,
+                max_queue_delay_us=max_queue_delay_us,
+                instances=instances,
+                kind=kind,
+                ort_tensorrt=ort_tensorrt,
+            )
+        )
+        typer.echo(
+            f"{artifact} -> {reports[-1].model_dir}/{reports[-1].version} ({reports[-1].platform})", err=json_out
+        )
+    payload = {"repository": str(repo.resolve()), "models": [dataclasses.asdict(r) for r in reports]}
+    show(payload, f"serve: tritonserver --model-repository={repo.resolve()}", json_out)
