@@ -20,6 +20,7 @@ from .errors import AcmixDeployError
 DIGITS_SIZE = 64
 DIGITS_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
+DIGITS_CLASSES = tuple(str(i) for i in range(10))  # class names in output order: the folder names below
 SPLITS = ("train", "test", "all")
 
 
@@ -94,10 +95,10 @@ def write_digits_folder(
     images, labels, indices = digits_dataset(split, size=size, seed=seed, test_fraction=test_fraction)
     dest = Path(dest)
     try:
-        for cls in range(10):
-            (dest / str(cls)).mkdir(parents=True, exist_ok=True)
+        for name in DIGITS_CLASSES:
+            (dest / name).mkdir(parents=True, exist_ok=True)
         for img, label, index in zip(images, labels, indices, strict=True):
-            Image.fromarray(img, mode="RGB").save(dest / str(int(label)) / f"{int(index):04d}.png")
+            Image.fromarray(img, mode="RGB").save(dest / DIGITS_CLASSES[int(label)] / f"{int(index):04d}.png")
     except OSError as exc:
         raise DatasetError(f"cannot write the digits folder {dest}: {exc.strerror or exc}") from None
     return dest

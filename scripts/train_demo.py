@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/train_demo.py                 # both models (a few minutes each, 2 CPU threads)
     .venv/bin/python scripts/train_demo.py --model resnet  # one of them; README.json keeps the other's entry
+    .venv/bin/python scripts/train_demo.py --records-only  # rewrite the shipped files' records, weights untouched
 
 The digits (1,797 8x8 images bundled in the scikit-learn wheel, nothing downloaded) are upscaled to
 64x64 RGB and split 80/20, stratified, seeded (``acmix_deploy.datasets``). Training inputs are made by
@@ -13,7 +14,12 @@ the saved checkpoint through ``acmix_deploy.evaluate`` (PNG folder -> Predictor)
 tensors.
 
 Output (``--out``, default ``acmix_deploy/data/demo/``): ``digits_acmix_resnet26.pth`` and
-``digits_acmix_swin.pth`` in the official training scripts' layouts, and ``README.json``.
+``digits_acmix_swin.pth`` in the official training scripts' layouts, ``digits_labels.txt`` and
+``README.json``. Each checkpoint records what it is, as a trained official one would: the epochs
+trained, its held-out top-1 (``best_acc1`` / ``max_accuracy``), and the class names ``0`` .. ``9``
+(so a Predictor on the checkpoint names digits as the exported ONNX does). ``--records-only``
+rewrites those records in existing files from README.json, reading the weights safely and
+checking they come out unchanged.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acmix_deploy.checkpoint import save_checkpoint  # noqa: E402
+from acmix_deploy.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
 from acmix_deploy.datasets import (  # noqa: E402
+    DIGITS_CLASSES,
     DIGITS_SEED,
     DIGITS_SIZE,
     DIGITS_TEST_FRACTION,
@@ -46,7 +53,8 @@ from acmix_deploy.datasets import (  # noqa: E402
     write_digits_folder,
 )
 from acmix_deploy.evaluate import evaluate  # noqa: E402
-from acmix_deploy.manifest import Preprocessing  # noqa: E402
+from acmix_deploy.families import family_of  # noqa: E402
+from acmix_deploy.fileio import atomic_write_text  # noqa: E402
 from acmix_deploy.models import build_model  # noqa: E402
 from acmix_deploy.models.acmix_resnet import ACmix  # noqa: E402
 from acmix_deploy.preprocess import preprocess  # noqa: E402
@@ -123,13 +131,31 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
     return float((pred == y).float().mean())
 
 
+def save_demo_checkpoint(
+    model: torch.nn.Module, path: Path, variant: str, *, epochs: int, accuracy: float | None
+) -> Path:
+    """The shipped file: official layout, with epochs trained, held-out top-1 (percent) and class names."""
+    size = None if family_of(model).fixed_input_size else DIGITS_SIZE  # Swin records it in its config
+    return save_checkpoint(
+        model,
+        path,
+        layout="official",
+        name=variant,
+        force=True,
+        img_size=size,
+        epochs=epochs,
+        accuracy=accuracy,
+        labels=list(DIGITS_CLASSES),
+    )
+
+
 def train_one(key: str, args, images: np.ndarray, labels: np.ndarray, out: Path) -> dict:
     variant, overrides, filename, defaults = MODELS[key]
     hp = {name: getattr(args, name) if getattr(args, name) is not None else value for name, value in defaults.items()}
     seed_everything(args.seed)
     model = build_model(variant, **overrides)
-    family = "acmix_swin" if variant.startswith("acmix_swin") else "acmix_resnet"
-    pre = Preprocessing.for_family(family, DIGITS_SIZE)
+    family = family_of(model)
+    pre = family.preprocessing(DIGITS_SIZE)
     # Exactly the evaluation pipeline: uint8 RGB image -> resize 73 -> centre crop 64 -> ImageNet normalise.
     x_all = torch.from_numpy(preprocess([Image.fromarray(img, mode="RGB") for img in images], pre))
     y_all = torch.from_numpy(labels)
@@ -137,7 +163,7 @@ def train_one(key: str, args, images: np.ndarray, labels: np.ndarray, out: Path)
     x_train, y_train = x_all[train_idx], y_all[train_idx]
     x_test, y_test = x_all[test_idx], y_all[test_idx]
 
-    if family == "acmix_resnet":
+    if not family.fixed_input_size:  # ACmix-ResNet: its attention windows are built with F.unfold
         speed_up(model)
     params_decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "relative_position" not in n]
     params_rest = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "relative_position" not in n)]
@@ -176,12 +202,13 @@ def train_one(key: str, args, images: np.ndarray, labels: np.ndarray, out: Path)
     train_seconds = time.perf_counter() - t0
 
     model.eval()
-    size = DIGITS_SIZE if family == "acmix_resnet" else None  # Swin records it in its config
-    ckpt = save_checkpoint(model, out / filename, layout="official", name=variant, force=True, img_size=size)
+    ckpt = save_demo_checkpoint(model, out / filename, variant, epochs=hp["epochs"], accuracy=None)
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_digits_folder(Path(tmp) / "digits-test", split="test")
-        opts = {"img_size": DIGITS_SIZE} if family == "acmix_resnet" else {}
+        opts: dict = {}  # the checkpoint records its input size and class names
         report = evaluate(ckpt, folder, top_k=(1, 5), **opts)
+    # The accuracy is measured on the saved file; record it there (same weights, written again).
+    ckpt = save_demo_checkpoint(model, ckpt, variant, epochs=hp["epochs"], accuracy=round(100 * report.top1, 2))
     print(f"[{key}] {ckpt} ({ckpt.stat().st_size / 1e6:.2f} MB): artifact held-out top-1 {100 * report.top1:.2f}%")
     return {
         "file": filename,
@@ -206,6 +233,28 @@ def train_one(key: str, args, images: np.ndarray, labels: np.ndarray, out: Path)
         "held_out_correct_top1": report.correct[1],
         "training_tensor_top1_percent": round(100 * accuracy(model, x_test, y_test), 2),
     }
+
+
+def rewrite_records(entry: dict, out: Path) -> dict:
+    """Write a shipped checkpoint again with its records from README.json; the weights must come out unchanged."""
+    path = out / entry["file"]
+    before = read_checkpoint(path)  # restricted unpickling: tensors and plain data only
+    model = before.to_model()
+    save_demo_checkpoint(
+        model,
+        path,
+        entry["variant"],
+        epochs=entry["hyperparameters"]["epochs"],
+        accuracy=entry["held_out_top1_percent"],
+    )
+    after = read_checkpoint(path)
+    same = before.state_dict.keys() == after.state_dict.keys() and all(
+        torch.equal(before.state_dict[k], after.state_dict[k]) for k in before.state_dict
+    )
+    if not same or after.labels != list(DIGITS_CLASSES):
+        raise RuntimeError(f"{path}: rewriting the records changed the weights or lost the class names")
+    print(f"{path}: records { ({k: after.metadata.get(k) for k in ('epoch', 'best_acc1', 'max_accuracy')}) }")
+    return {**entry, "bytes": path.stat().st_size}
 
 
 def training_command(key: str, args) -> str:
@@ -240,12 +289,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     parser.add_argument("--shift", type=int, default=2, help="max random translation in px (0: none)")
     parser.add_argument("--eval-each-epoch", action="store_true")
+    parser.add_argument(
+        "--records-only", action="store_true", help="rewrite the records of existing files from README.json"
+    )
     args = parser.parse_args(argv)
+    readme_path = args.out / "README.json"
+    if args.records_only:
+        readme = json.loads(readme_path.read_text())
+        keys = ["resnet", "swin"] if args.model == "both" else [args.model]
+        readme["models"] |= {key: rewrite_records(readme["models"][key], args.out) for key in keys}
+        atomic_write_text(readme_path, json.dumps(readme, indent=2) + "\n", force=True)
+        return 0
 
     torch.set_num_threads(max(1, min(2, args.threads)))
     args.out.mkdir(parents=True, exist_ok=True)
     images, labels = load_digits_images(DIGITS_SIZE)
-    readme_path = args.out / "README.json"
+    atomic_write_text(args.out / "digits_labels.txt", "\n".join(DIGITS_CLASSES) + "\n", force=True)
     readme = json.loads(readme_path.read_text()) if readme_path.is_file() else {}
     models = readme.get("models", {})
     for key in ["resnet", "swin"] if args.model == "both" else [args.model]:
