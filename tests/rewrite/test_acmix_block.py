@@ -1,16 +1,36 @@
-"""Parity of the ACmix-ResNet deploy block against the reference ACmix (+ BatchNorm)."""
+"""Parity of the ACmix-ResNet deploy block against the reference ACmix (+ BatchNorm), in torch and ONNX Runtime."""
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from acmix_deploy.models.acmix_resnet import ACmix
 from acmix_deploy.rewrite.acmix_block import DeployACmix, default_block
+from acmix_deploy.runtimes.onnxruntime import ort_session
 from tests.conftest import randomize
 
 TOL = 1e-5
+
+
+def reference_and_deploy(cin, cout, stride, side, with_bn=True, **kwargs):
+    acmix = randomize(ACmix(cin, cout, stride=stride), seed=side + stride)
+    bn = randomize(nn.BatchNorm2d(cout), seed=3) if with_bn else None
+
+    def reference(x):
+        out = acmix(x)
+        return bn(out) if bn is not None else out
+
+    return reference, DeployACmix(acmix, bn, side, side, **kwargs).eval()
+
+
+def assert_close(out: torch.Tensor, ref: torch.Tensor) -> None:
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
 
 
 @pytest.mark.parametrize(
@@ -18,7 +38,7 @@ TOL = 1e-5
     [
         (16, 16, 1, 56, True),  # blocked halo attention, 8 px blocks
         (32, 32, 2, 56, True),  # strided, 7 px output blocks
-        (16, 32, 1, 28, False),  # 14 px blocks
+        (16, 32, 1, 28, False),  # 7 px blocks
         (32, 32, 1, 14, True),  # one block = the whole map
         (32, 32, 2, 8, True),  # strided, whole map
         (64, 64, 1, 7, True),  # odd map, whole map
@@ -26,17 +46,61 @@ TOL = 1e-5
     ],
 )
 def test_deploy_block_matches_reference(cin, cout, stride, side, with_bn):
-    acmix = randomize(ACmix(cin, cout, stride=stride), seed=side + stride)
-    bn = randomize(nn.BatchNorm2d(cout), seed=3) if with_bn else None
-    deploy = DeployACmix(acmix, bn, side, side).eval()
-    for batch in (1, 3):
+    reference, deploy = reference_and_deploy(cin, cout, stride, side, with_bn)
+    for batch in (1, 2, 3, 7):
         x = torch.randn(batch, cin, side, side, generator=torch.Generator().manual_seed(batch))
         with torch.no_grad():
-            ref = acmix(x)
-            ref = bn(ref) if bn is not None else ref
-            out = deploy(x)
-        assert out.shape == ref.shape
-        assert (out - ref).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
+            assert_close(deploy(x), reference(x))
+
+
+@pytest.mark.parametrize(
+    ("side", "block", "conv_merge"),
+    [(32, 8, 1), (32, 8, 2), (32, 8, 4), (32, 16, 4), (28, 7, 4), (28, 14, 2), (28, 28, 1)],
+)
+def test_every_block_size_and_group_merge_is_exact(side, block, conv_merge):
+    reference, deploy = reference_and_deploy(16, 16, 1, side, block=block, conv_merge=conv_merge)
+    x = torch.randn(2, 16, side, side, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert_close(deploy(x), reference(x))
+
+
+def test_pruned_channels_keep_the_function():
+    """rate1 = 0 (or a zero BatchNorm scale) cannot be divided out of v: the output is scaled instead."""
+    acmix = randomize(ACmix(16, 16), seed=2)
+    bn = randomize(nn.BatchNorm2d(16), seed=3)
+    with torch.no_grad():
+        bn.weight[3] = 0.0
+    deploy = DeployACmix(acmix, bn, 16, 16).eval()
+    assert deploy.v_post is not None
+    x = torch.randn(2, 16, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert_close(deploy(x), bn(acmix(x)))
+
+
+@pytest.mark.parametrize(("cin", "cout", "stride", "side"), [(16, 16, 1, 32), (16, 32, 2, 28), (32, 32, 1, 7)])
+def test_exported_block_matches_reference_in_onnxruntime(cin, cout, stride, side):
+    """The ONNX of the block alone, dynamic batch, run at batches 1/2/7/32 against the reference."""
+    reference, deploy = reference_and_deploy(cin, cout, stride, side)
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            deploy,
+            (torch.randn(2, cin, side, side),),
+            buffer,
+            dynamo=False,
+            opset_version=20,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        )
+    session = ort_session(buffer.getvalue(), threads=1)
+    for batch in (1, 2, 7, 32):
+        x = torch.randn(batch, cin, side, side, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            ref = reference(x)
+        out = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+        assert_close(out, ref)
+        assert np.isfinite(out.numpy()).all()
 
 
 def test_block_sizes_follow_measurements():

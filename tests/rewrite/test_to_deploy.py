@@ -32,7 +32,8 @@ def test_small_variants(name, make_input):
     overrides, size = small_case(name)
     model = randomize(build_model(name, **overrides), seed=17)
     deploy = to_deploy(model, img_size=size)
-    for batch in (1, 2, 7):
+    # batch 32 where the reference (an unfold per ACmix) stays cheap: the 64 px models
+    for batch in (1, 2, 7, 32) if size == 64 else (1, 2, 7):
         assert_parity(model, deploy, make_input(batch, size, seed=batch))
 
 

@@ -1,0 +1,67 @@
+"""Parity of the Swin-ACmix deploy window attention against the reference module, in torch and ONNX Runtime."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from acmix_deploy.models.swin_acmix import WindowAttentionACmix, shift_attention_mask
+from acmix_deploy.rewrite.swin import DeployWindowAttention
+from acmix_deploy.runtimes.onnxruntime import ort_session
+from tests.conftest import randomize
+
+TOL = 1e-5
+
+
+def attention_pair(dim, heads, side, window, shifted):
+    attn = randomize(WindowAttentionACmix(dim, window, heads), seed=dim + side)
+    mask = shift_attention_mask(side, side, window, window // 2) if shifted else None
+    return (lambda x: attn(x, mask=mask)), DeployWindowAttention(attn, mask, (side, side)).eval()
+
+
+def assert_close(out: torch.Tensor, ref: torch.Tensor) -> None:
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
+
+
+@pytest.mark.parametrize(
+    ("dim", "heads", "side", "window", "shifted"),
+    [
+        (24, 1, 16, 4, False),  # several windows
+        (24, 1, 16, 4, True),  # shift mask, fc bias at the zero-padded borders
+        (48, 2, 8, 4, True),
+        (96, 4, 4, 4, False),  # one window = the whole map
+        (36, 3, 14, 7, True),  # Swin-T's 7 px windows and 3 heads
+    ],
+)
+def test_deploy_attention_matches_reference(dim, heads, side, window, shifted):
+    reference, deploy = attention_pair(dim, heads, side, window, shifted)
+    for batch in (1, 2, 7):
+        x = torch.randn(batch, side, side, dim, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            assert_close(deploy(x), reference(x))
+
+
+def test_exported_attention_matches_reference_in_onnxruntime():
+    """The ONNX of the module alone, dynamic batch, run at batches 1/2/7/32 against the reference."""
+    reference, deploy = attention_pair(48, 2, 8, 4, True)
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            deploy,
+            (torch.randn(2, 8, 8, 48),),
+            buffer,
+            dynamo=False,
+            opset_version=20,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        )
+    session = ort_session(buffer.getvalue(), threads=1)
+    for batch in (1, 2, 7, 32):
+        x = torch.randn(batch, 8, 8, 48, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            ref = reference(x)
+        assert_close(torch.from_numpy(session.run(None, {"x": x.numpy()})[0]), ref)
