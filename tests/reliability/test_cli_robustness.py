@@ -54,10 +54,14 @@ UNWRITABLE = [
     ("benchmark", "{onnx}", "--iters", "1", "--warmup", "0", "--json", "{file}/b.json"),
     ("benchmark", "{onnx}", "--iters", "1", "--warmup", "0", "--csv", "{file}/b.csv"),
     ("profile", "{onnx}", "--iters", "1", "--json", "{file}/p.json"),
+    ("benchmark", "{onnx}", "--iters", "1", "--warmup", "0", "--save-json", "{file}/b.json"),
+    ("profile", "{onnx}", "--iters", "1", "--save-json", "{file}/p.json"),
 ]
 
 
-@pytest.mark.parametrize("args", UNWRITABLE, ids=lambda a: a[0] + ("-csv" if "--csv" in a else ""))
+@pytest.mark.parametrize(
+    "args", UNWRITABLE, ids=lambda a: a[0] + ("-csv" if "--csv" in a else "") + ("-save" if "--save-json" in a else "")
+)
 def test_unwritable_output_under_a_regular_file(env, args):
     proc = run_cli_inproc(*_fill(args, env))
     assert_clean_error(proc, 1, "not a directory")
@@ -118,6 +122,15 @@ BAD_VALUES = [
     (("build", "{onnx}", "--fp16", "--int8"), "choose one"),
     (("build", "{onnx}", "--workspace", "0"), "--workspace"),
     (("models", "--bogus"), "--bogus"),
+    (("verify", "{onnx}", "{onnx}", "--max-diff", "tiny"), "--max-diff"),
+    (("evaluate", "{onnx}", "--data", "{missing}", "--batch", "0"), "--batch"),
+    (("evaluate", "{onnx}", "--data", "{missing}", "--batch-size", "0"), "--batch"),
+    (("export", "{ckpt}", "--int8-target", "gpu"), "--int8-target"),
+    (("export", "{ckpt}", "--calib-method", "mse"), "--calib-method"),
+    (("export", "{ckpt}", "--calib-samples", "0", "--precision", "int8", "--calib", "."), "--calib-samples"),
+    (("benchmark", "{onnx}", "--backend", "tflite"), "--backend"),
+    (("profile", "{file}"), "ONNX"),
+    (("triton", "{onnx}"), "--output-dir"),
 ]
 
 
