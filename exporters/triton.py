@@ -4,34 +4,42 @@ Layout (Triton's model repository convention)::
 
     REPO/<name>/config.pbtxt
     REPO/<name>/labels.txt
-    REPO/<name>/<version>/model.onnx | model.plan
+    REPO/<name>/<version>/model.onnx | model.plan   (+ the ONNX's external data files, if any)
     REPO/triton_client_example.py
 
-``config.pbtxt`` is written as protobuf text without a protobuf dependency; the tests parse it
-with Triton's own ``ModelConfig`` schema (from tritonclient). Writing into an existing model adds
-the next version; an artifact whose inputs/outputs differ from the existing config is refused
-rather than silently changing what older versions are served with.
+Writing into an existing model adds the next version and keeps the model's ``config.pbtxt`` and
+``labels.txt`` as they are (instances, kind, batching, accelerator, and any hand edits): the
+config is shared by every version, so only settings the caller gives explicitly change it, and
+only in a config this module wrote (one edited by hand is refused rather than rewritten). An
+artifact whose inputs/outputs/platform differ from the existing config, whose batch limit is below
+the config's ``max_batch_size``, or whose class names differ from ``labels.txt`` is refused rather
+than silently changing what the model serves. Metadata comes from
+:func:`acmix_deploy.manifest.read_manifest`: an engine's batch limits are those of its optimisation
+profile, not those of the ONNX it was built from.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from acmix_deploy.errors import AcmixDeployError
 from acmix_deploy.fileio import atomic_write_text
 from acmix_deploy.labels import labels_for
-from acmix_deploy.manifest import Manifest, ManifestError, find_manifest, sidecar_path
+from acmix_deploy.manifest import Manifest, ManifestError, read_manifest
+
+from .triton_config import KINDS, PRECISION_MODES, ServingSettings, config_text, read_settings, signature
 
 PLATFORMS = {
     ".onnx": ("onnxruntime_onnx", "model.onnx"),
     ".plan": ("tensorrt_plan", "model.plan"),
     ".engine": ("tensorrt_plan", "model.plan"),
 }
+DEFAULT_PREFERRED = (4, 8)
 
 
 class TritonError(AcmixDeployError):
@@ -44,131 +52,103 @@ class TritonReport:
     version: int
     config: str
     platform: str
+    config_written: bool = True  # False: the model's existing config.pbtxt was kept as it was
+    data_files: tuple[str, ...] = ()  # external data files copied next to the ONNX model
 
 
-def read_manifest(artifact: Path) -> Manifest:
-    """The manifest of an ONNX model (metadata or sidecar) or of an engine (its build sidecar)."""
-    if artifact.suffix == ".onnx":
-        import onnx
+def external_data_files(model: Path) -> list[str]:
+    """The external data files an ONNX model references, as paths relative to its folder.
 
-        try:
-            proto = onnx.load(str(artifact), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
-            raise TritonError(f"{artifact}: not a readable ONNX model ({type(exc).__name__})") from None
-        manifest = find_manifest({p.key: p.value for p in proto.metadata_props}, artifact)
-        if manifest is not None:
-            return manifest
-    side = sidecar_path(artifact)
-    if not side.is_file():
-        raise TritonError(f"{artifact}: no acmix-deploy manifest (expected metadata or {side.name})")
-    data = json.loads(side.read_text())
-    for key in ("onnx_manifest", "manifest"):
-        if isinstance(data.get(key), dict):
-            data = data[key]
-            break
-    return Manifest.from_dict(data)
+    Raises:
+        TritonError: a location escapes the model's folder (absolute, ``..``, or a link out of it)
+            or names a file that is not there: ONNX Runtime would refuse (or read outside) it.
+    """
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo
 
-
-def _config_text(
-    name: str,
-    platform: str,
-    manifest: Manifest,
-    *,
-    max_batch: int,
-    preferred: list[int],
-    max_queue_delay_us: int,
-    instances: int,
-    kind: str,
-    ort_tensorrt: bool,
-    warmup: bool,
-) -> str:
-    size, classes = manifest.img_size, manifest.num_classes
-    fixed = not manifest.batch.get("dynamic", True)
-    in_dims = [3, size, size]
-    out_dims = [classes]
-    if fixed:
-        batch = int(manifest.batch["max"])
-        in_dims, out_dims = [batch, *in_dims], [batch, *out_dims]
-    lines = [
-        f'name: "{name}"',
-        f'platform: "{platform}"',
-        f"max_batch_size: {0 if fixed else max_batch}",
-        "input [",
-        "  {",
-        f'    name: "{manifest.input_name}"',
-        "    data_type: TYPE_FP32",
-        "    format: FORMAT_NCHW",
-        f"    dims: [ {', '.join(map(str, in_dims))} ]",
-        "  }",
-        "]",
-        "output [",
-        "  {",
-        f'    name: "{manifest.output_name}"',
-        "    data_type: TYPE_FP32",
-        f"    dims: [ {', '.join(map(str, out_dims))} ]",
-        '    label_filename: "labels.txt"',
-        "  }",
-        "]",
-        "instance_group [",
-        "  {",
-        f"    count: {instances}",
-        f"    kind: {'KIND_GPU' if kind == 'gpu' else 'KIND_CPU'}",
-        "  }",
-        "]",
-    ]
-    if not fixed:
-        lines += [
-            "dynamic_batching {",
-            f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
-            f"  max_queue_delay_microseconds: {max_queue_delay_us}",
-            "}",
-        ]
-    if ort_tensorrt:
-        lines += [
-            "optimization {",
-            "  execution_accelerators {",
-            "    gpu_execution_accelerator: [",
-            "      {",
-            '        name: "tensorrt"',
-            '        parameters { key: "precision_mode" value: "FP16" }',
-            '        parameters { key: "max_workspace_size_bytes" value: "4294967296" }',
-            "      }",
-            "    ]",
-            "  }",
-            "}",
-        ]
-    pre = json.dumps(asdict(manifest.preprocessing)).replace('"', '\\"')
-    lines += [
-        "parameters {",
-        '  key: "acmix_deploy.preprocessing"',
-        f'  value {{ string_value: "{pre}" }}',
-        "}",
-    ]
-    if warmup:
-        lines += [
-            "model_warmup [",
-            "  {",
-            '    name: "random_input"',
-            f"    batch_size: {0 if fixed else 1}",
-            "    inputs {",
-            f'      key: "{manifest.input_name}"',
-            "      value {",
-            "        data_type: TYPE_FP32",
-            f"        dims: [ {', '.join(map(str, in_dims))} ]",
-            "        random_data: true",
-            "      }",
-            "    }",
-            "  }",
-            "]",
-        ]
-    return "\n".join(lines) + "\n"
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
+        raise TritonError(f"{model}: not a readable ONNX model ({type(exc).__name__})") from None
+    folder = model.parent.resolve()
+    locations: list[str] = []
+    for tensor in _all_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = ExternalDataInfo(tensor).location
+        target = (model.parent / location).resolve()
+        if not location or os.path.isabs(location) or ".." in Path(location).parts or not target.is_relative_to(folder):
+            raise TritonError(f"{model}: external data {location!r} of tensor {tensor.name!r} lies outside its folder")
+        if not target.is_file():
+            raise TritonError(f"{model}: external data file {location!r} of tensor {tensor.name!r} is missing")
+        if location not in locations:
+            locations.append(location)
+    return locations
 
 
-def _signature(config: str) -> str:
-    """The parts of a config that every version must share: platform, batching, inputs, outputs."""
-    keep = re.sub(r"(?s)(instance_group|dynamic_batching|optimization|parameters|model_warmup).*", "", config)
-    keep = re.sub(r"max_batch_size: \d+\n", "", keep)
-    return re.sub(r'name: "[^"]*"\n', "", keep, count=1)
+def _all_tensors(proto) -> list:
+    """Every TensorProto of a model: initializers and constant attributes, in subgraphs and functions too."""
+    found: list = []
+
+    def graph(g) -> None:
+        found.extend(g.initializer)
+        found.extend(t for s in g.sparse_initializer for t in (s.values, s.indices))
+        nodes(g.node)
+
+    def nodes(items) -> None:
+        for node in items:
+            for attr in node.attribute:
+                found.extend([attr.t] if attr.HasField("t") else [])
+                found.extend(attr.tensors)
+                for sub in [attr.g] if attr.HasField("g") else []:
+                    graph(sub)
+                for sub in attr.graphs:
+                    graph(sub)
+
+    graph(proto.graph)
+    for function in proto.functions:
+        nodes(function.node)
+    return found
+
+
+def _served_manifest(artifact: Path) -> Manifest:
+    try:
+        return read_manifest(artifact)
+    except ManifestError as exc:
+        raise TritonError(str(exc)) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TritonError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _settings(manifest: Manifest, asked: dict, existing: ServingSettings | None, model_dir: Path) -> ServingSettings:
+    """The new version's serving settings: the existing model's (or the defaults), with what was asked."""
+    limit = manifest.batch.max
+    if "max_batch" in asked and asked["max_batch"] > limit:
+        raise TritonError(f"--max-batch {asked['max_batch']} exceeds the artifact's limit of {limit}")
+    if existing is None:
+        base = ServingSettings(max_batch=limit, preferred=DEFAULT_PREFERRED)
+    else:
+        base = existing
+        if manifest.batch.dynamic and "max_batch" not in asked and existing.max_batch > limit:
+            raise TritonError(
+                f"{model_dir}: the model serves max_batch_size {existing.max_batch} but this artifact holds at most "
+                f"{limit}; pass --max-batch {limit} or use another --name"
+            )
+    settings = base.changed(**asked)
+    max_batch = settings.max_batch if manifest.batch.dynamic else 0
+    if manifest.batch.dynamic:
+        preferred = tuple(b for b in settings.preferred if b <= max_batch) or (max_batch,)
+        settings = settings.changed(preferred=preferred)
+    if settings.kind not in KINDS:
+        raise TritonError(f"--kind must be cpu or gpu, got {settings.kind!r}")
+    if settings.instances < 1:
+        raise TritonError(f"--instances must be >= 1, got {settings.instances}")
+    return settings
 
 
 def write_triton_repository(
@@ -178,71 +158,123 @@ def write_triton_repository(
     name: str | None = None,
     max_batch: int | None = None,
     preferred_batch: list[int] | None = None,
-    max_queue_delay_us: int = 100,
-    instances: int = 1,
-    kind: str = "cpu",
-    ort_tensorrt: bool = False,
-    warmup: bool = True,
+    max_queue_delay_us: int | None = None,
+    instances: int | None = None,
+    kind: str | None = None,
+    ort_tensorrt: bool | None = None,
+    warmup: bool | None = None,
     labels: list[str] | None = None,
 ) -> TritonReport:
-    """Add ``artifact`` as the next version of model ``name`` in the Triton repository ``repo``."""
+    """Add ``artifact`` as the next version of model ``name`` in the Triton repository ``repo``.
+
+    Serving options left as None keep the existing model's settings (a new model gets the
+    defaults: the artifact's batch limit, preferred batches 4 and 8, 100 us queue delay, one CPU
+    instance, no accelerator, warm-up on). ``ort_tensorrt`` runs ONNX Runtime's TensorRT
+    accelerator in the artifact's own precision. ``labels`` replaces the model's ``labels.txt``.
+
+    Raises:
+        TritonError: the artifact, its manifest, its external data or the requested settings do
+            not fit, or the existing model serves something else (nothing is written then).
+    """
     artifact, repo = Path(artifact), Path(repo)
     if not artifact.is_file():
         raise TritonError(f"{artifact}: no such file")
     if artifact.suffix not in PLATFORMS:
         raise TritonError(f"{artifact}: expected .onnx, .plan or .engine")
-    if kind not in ("cpu", "gpu"):
-        raise TritonError(f"--kind must be cpu or gpu, got {kind!r}")
-    if instances < 1:
-        raise TritonError(f"--instances must be >= 1, got {instances}")
     platform, filename = PLATFORMS[artifact.suffix]
-    if platform == "tensorrt_plan" and kind != "gpu":
-        raise TritonError("TensorRT plans run on GPUs: use --kind gpu")
+    if kind is not None and kind not in KINDS:
+        raise TritonError(f"--kind must be cpu or gpu, got {kind!r}")
     if ort_tensorrt and platform != "onnxruntime_onnx":
         raise TritonError("the ORT TensorRT accelerator applies to ONNX models only")
-    try:
-        manifest = read_manifest(artifact)
-    except ManifestError as exc:
-        raise TritonError(f"{artifact}: {exc}") from None
     name = name or re.sub(r"[^A-Za-z0-9_.-]", "_", artifact.name.split(".")[0])
-    limit = int(manifest.batch.get("max", 1))
-    max_batch = max_batch or limit
-    if max_batch > limit:
-        raise TritonError(f"--max-batch {max_batch} exceeds the artifact's limit of {limit}")
-    preferred = [b for b in (preferred_batch or [4, 8]) if b <= max_batch] or [max_batch]
-    config = _config_text(
-        name,
-        platform,
-        manifest,
-        max_batch=max_batch,
-        preferred=preferred,
-        max_queue_delay_us=max_queue_delay_us,
-        instances=instances,
-        kind=kind,
-        ort_tensorrt=ort_tensorrt,
-        warmup=warmup,
-    )
     model_dir = repo / name
-    existing = model_dir / "config.pbtxt"
-    if existing.is_file() and _signature(existing.read_text()) != _signature(config):
-        raise TritonError(f"{model_dir}: the existing config has other inputs/outputs/platform; use another --name")
+    existing_path = model_dir / "config.pbtxt"
+    existing = _read_text(existing_path) if existing_path.is_file() else None
+    current = read_settings(existing) if existing is not None else None
+    if platform == "tensorrt_plan" and (kind or (current.kind if current else "cpu")) != "gpu":
+        raise TritonError("TensorRT plans run on GPUs: use --kind gpu")
+    manifest = _served_manifest(artifact)
+    data_files = external_data_files(artifact) if platform == "onnxruntime_onnx" else []
+    if filename in data_files:
+        raise TritonError(f"{artifact}: an external data file is named {filename}, the name Triton gives the model")
+
+    precision_mode = PRECISION_MODES.get(manifest.precision, "FP32")
+    asked = {
+        "max_batch": max_batch,
+        "preferred": tuple(preferred_batch) if preferred_batch is not None else None,
+        "max_queue_delay_us": max_queue_delay_us,
+        "instances": instances,
+        "kind": kind,
+        "warmup": warmup,
+    }
+    asked = {key: value for key, value in asked.items() if value is not None}  # None: keep the model's setting
+    if ort_tensorrt is not None:
+        asked["ort_precision"] = precision_mode if ort_tensorrt else None
+    if existing is not None and current is None and asked:
+        raise TritonError(f"{existing_path} was not written by acmix-deploy; edit it by hand or use another --name")
+    settings = _settings(manifest, asked, current, model_dir)
+    if settings.ort_precision not in (None, precision_mode):
+        raise TritonError(
+            f"{existing_path} runs ORT's TensorRT accelerator in {settings.ort_precision} but this artifact is "
+            f"{manifest.precision}; pass --ort-tensorrt to rebuild the config for it, or use another --name"
+        )
+    config = config_text(name, platform, manifest, settings)
+    if existing is not None:
+        _check_fits(
+            existing,
+            config,
+            existing_path,
+            rewrite=bool(asked),
+            understood=config_text(name, platform, manifest, current) if current else None,
+        )
+    names = labels_for(manifest.num_classes, labels if labels is not None else manifest.labels)
+    labels_path = model_dir / "labels.txt"
+    if labels is None and labels_path.is_file() and _read_text(labels_path).splitlines() != names:
+        raise TritonError(f"{labels_path} names other classes than {artifact}; pass --labels or use another --name")
+
+    version = _add_version(model_dir, artifact, filename, data_files)
+    write_config = existing is None or bool(asked)
+    if labels is not None or not labels_path.is_file():
+        atomic_write_text(labels_path, "\n".join(names) + "\n", force=True)
+    if write_config:
+        atomic_write_text(existing_path, config, force=True)
+    atomic_write_text(repo / "triton_client_example.py", CLIENT_EXAMPLE, force=True)
+    served = config if write_config else existing
+    return TritonReport(model_dir, version, served, platform, write_config, tuple(data_files))
+
+
+def _check_fits(existing: str, config: str, path: Path, *, rewrite: bool, understood: str | None) -> None:
+    """Refuse a version whose config would change what the model serves, or a rewrite that would lose edits.
+
+    ``understood``: the config regenerated from the settings read back from ``existing``; it equals
+    ``existing`` only when the file holds nothing but what this module writes.
+    """
+    if signature(existing) != signature(config):
+        raise TritonError(f"{path.parent}: the existing config has other inputs/outputs/platform; use another --name")
+    if rewrite and understood != existing:
+        raise TritonError(
+            f"{path} was edited by hand (or serves another preprocessing); change it yourself or use another --name"
+        )
+
+
+def _add_version(model_dir: Path, artifact: Path, filename: str, data_files: list[str]) -> int:
+    """Copy the artifact (and its external data) into the next version folder, which appears whole or not at all."""
     versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
     version = max(versions, default=0) + 1
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
+        # Staged next to its destination, then renamed into place in one step.
+        with tempfile.TemporaryDirectory(prefix=f".{version}.", dir=model_dir) as staging:
+            staged = Path(staging) / str(version)
+            staged.mkdir()
+            shutil.copyfile(artifact, staged / filename)
+            for location in data_files:
+                (staged / location).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(artifact.parent / location, staged / location)
+            staged.rename(model_dir / str(version))
     except OSError as exc:
         raise TritonError(f"cannot write {model_dir}: {exc.strerror or exc}") from None
-    # Stage the version directory next to its destination, then rename it into place in one step.
-    with tempfile.TemporaryDirectory(prefix=f".{version}.", dir=model_dir) as staging:
-        staged = Path(staging) / str(version)
-        staged.mkdir()
-        shutil.copyfile(artifact, staged / filename)
-        (Path(staging) / str(version)).rename(model_dir / str(version))
-    names = labels_for(manifest.num_classes, labels if labels is not None else manifest.labels)
-    atomic_write_text(model_dir / "labels.txt", "\n".join(names) + "\n", force=True)
-    atomic_write_text(existing, config, force=True)
-    atomic_write_text(repo / "triton_client_example.py", CLIENT_EXAMPLE, force=True)
-    return TritonReport(model_dir, version, config, platform)
+    return version
 
 
 CLIENT_EXAMPLE = '''"""Classify an image with a model served by Triton over HTTP.
