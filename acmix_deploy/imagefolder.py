@@ -64,7 +64,7 @@ def index_image_folder(root: str | Path, class_names: Sequence[str] | None = Non
     for index, name in enumerate(classes):
         folder = root / name
         if folder.is_dir():
-            samples += [(path, index) for path in _images_under(folder)]
+            samples += [(path, index) for path in images_under(folder)]
     if not samples:
         raise EvaluationError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
     return ImageFolderIndex(root, classes, samples)
@@ -79,7 +79,8 @@ def labels_fit_folders(labels: Sequence[str] | None, folders: Sequence[str]) -> 
     return labels is not None and len(set(labels)) == len(labels) and set(folders) <= set(labels)
 
 
-def _images_under(folder: Path) -> list[Path]:
+def images_under(folder: Path) -> list[Path]:
+    """Every image file below ``folder`` (recursively), hidden files and folders skipped, in walk order."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))

@@ -99,7 +99,7 @@ class Int8Options:
 
 def calibration_images(source, manifest: Manifest, samples: int, seed: int = 0) -> np.ndarray:
     """``samples`` preprocessed images (NCHW float32): from an array, or drawn (seeded) from an image folder."""
-    from acmix_deploy.imagefolder import IMAGE_EXTENSIONS
+    from acmix_deploy.imagefolder import images_under
     from acmix_deploy.preprocess import preprocess
 
     if isinstance(source, np.ndarray):
@@ -113,11 +113,7 @@ def calibration_images(source, manifest: Manifest, samples: int, seed: int = 0) 
     root = Path(source)
     if not root.is_dir():
         raise PrecisionError(f"calibration folder {root} does not exist")
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not any(s.startswith(".") for s in p.relative_to(root).parts)
-    )
+    files = sorted(images_under(root))  # the files evaluate would see, in a fixed order
     if not files:
         raise PrecisionError(f"no images under {root}")
     order = np.random.default_rng(seed).permutation(len(files))[:samples]  # class folders are sorted: mix them
