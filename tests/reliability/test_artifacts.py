@@ -248,5 +248,23 @@ def test_truncated_engine_with_matching_sidecar_is_refused(small_artifacts, tmp_
         TensorRTRunner(engine).activate()
 
 
-def test_runner_errors_are_ours():
-    assert issubclass(RunnerError, AcmixDeployError) and issubclass(ManifestError, AcmixDeployError)
+def test_runner_errors_are_ours(tmp_path):
+    """What runners and the manifest reader raise on bad artifacts is ours: one line, caught as AcmixDeployError."""
+    from acmix_deploy.manifest import read_manifest
+    from acmix_deploy.runtimes import open_runner
+
+    (tmp_path / "broken.onnx").write_bytes(b"not protobuf")
+    (tmp_path / "m.engine").write_bytes(b"plan")
+    (tmp_path / "m.engine.json").write_text("{")
+    failures = [
+        (lambda: open_runner(tmp_path / "m.bin2"), RunnerError, "suffix"),
+        (lambda: open_runner(tmp_path / "broken.onnx").activate(), RunnerError, "cannot load"),
+        (lambda: read_manifest(tmp_path / "m.engine"), ManifestError, "not valid JSON"),
+    ]
+    for call, error, message in failures:
+        try:
+            call()
+        except AcmixDeployError as exc:  # what the CLI and applications catch
+            assert type(exc) is error and message in str(exc) and "\n" not in str(exc), exc
+        else:
+            pytest.fail(f"no error from {error.__name__} case {message!r}")

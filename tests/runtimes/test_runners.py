@@ -24,7 +24,12 @@ def test_backend_by_suffix():
     assert backend_for("m.engine") == backend_for("m.plan") == "tensorrt"
     with pytest.raises(RunnerError, match="suffix"):
         backend_for("m.bin2")
-    assert BACKENDS == ("torch", "onnxruntime", "tensorrt")
+    # Every listed backend is one open_runner builds (lazily: nothing is loaded) and a suffix leads to;
+    # an unknown one is refused with the list.
+    assert [open_runner("m.any", backend=name).backend for name in BACKENDS] == list(BACKENDS)
+    assert {backend_for(p) for p in ("m.onnx", "m.pt", "m.plan")} == set(BACKENDS)
+    with pytest.raises(RunnerError, match=", ".join(BACKENDS)):
+        open_runner("m.onnx", backend="tflite")
 
 
 def test_torch_and_onnxruntime_agree_with_the_model(small_artifacts):
