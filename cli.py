@@ -53,11 +53,17 @@ _state = {"debug": False}
 
 
 def _hide_flag_types() -> None:
-    """Typer prints ``<bool>`` after every flag in help; a flag takes no value, so show nothing there."""
-    from typer.core import TyperOption
+    """Typer (0.29) prints ``<bool>`` after every flag in help; a flag takes no value, so show nothing there.
 
-    shown = TyperOption.display_type_rich
-    TyperOption.display_type_rich = lambda self, ctx: None if self.is_bool_flag else shown(self, ctx)
+    Only help rendering changes; a Typer without this hook keeps its own rendering (tested in test_cli).
+    """
+    from typer import core
+
+    shown = getattr(getattr(core, "TyperOption", None), "display_type_rich", None)
+    if shown is not None:
+        core.TyperOption.display_type_rich = lambda self, ctx: (
+            None if getattr(self, "is_bool_flag", False) else shown(self, ctx)
+        )
 
 
 _hide_flag_types()

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from acmix_deploy.exporters.pipeline import CALIBRATION_METHODS, FORMATS, INT8_TARGETS
+from acmix_deploy.exporters.pipeline import CALIBRATION_METHODS, FORMATS, INT8_TARGETS, PRECISIONS
 
 from .common import (
     JsonFlag,
@@ -39,7 +39,7 @@ def export(
     skip_latency: Annotated[bool, typer.Option("--skip-latency", help="Do not time ORT against torch.")] = False,
     trust_pickle: TrustPickle = False,
     precision: Annotated[
-        str, typer.Option(help="fp32, fp16, int8 or a list: fp32,fp16 (adds NAME.fp16.onnx).")
+        str, typer.Option(help=f"{', '.join(PRECISIONS)} or a list: fp32,fp16 (adds NAME.fp16.onnx).")
     ] = "fp32",
     calib: Annotated[Path | None, typer.Option(help="int8: calibration images (folder).")] = None,
     calib_samples: Annotated[int, typer.Option(help="int8: calibration images to use.")] = 256,
