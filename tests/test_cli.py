@@ -449,3 +449,17 @@ def test_evaluate_takes_each_precision_from_the_manifest_itself(cli_env, tmp_pat
     assert row.split()[1] == "mixed", proc.stdout
     single = inproc("evaluate", str(lone), "--data", cli_env["data"]).stdout
     assert "manifest    precision mixed" in single
+
+
+def test_old_json_file_spelling_is_rewritten_only_where_it_wrote_a_file():
+    from acmix_deploy.cli import modern_argv
+
+    assert modern_argv(["benchmark", "a.onnx", "--json", "b.json"]) == ["benchmark", "a.onnx", "--save-json", "b.json"]
+    assert modern_argv(["evaluate", "a.onnx", "--json=r.json"]) == ["evaluate", "a.onnx", "--save-json", "r.json"]
+    for unchanged in (
+        ["benchmark", "--json", "a.onnx"],  # an artifact after the flag stays an artifact
+        ["--debug", "profile", "m.onnx", "--json", "--iters", "1"],
+        ["profile", "m.onnx", "--json"],
+        ["verify", "a.onnx", "b.onnx", "--json", "x.json"],  # verify's --json always printed
+    ):
+        assert modern_argv(list(unchanged)) == unchanged
