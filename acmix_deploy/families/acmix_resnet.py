@@ -8,12 +8,12 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ..checkpoint.detect import ModelSpec, count_indices, tensor_shape
 from ..errors import CheckpointError
 from ..models.acmix_resnet import ACmixResNet
 from ..models.input_size import check_resnet_input_size
 from ..models.registry import match_variant
 from .base import ModelFamily
+from .spec import ModelSpec, count_indices, tensor_shape
 
 
 class ACmixResNetFamily(ModelFamily):

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ..checkpoint.detect import ModelSpec, count_indices, tensor_shape
 from ..models.registry import match_variant
 from ..models.swin_acmix import SwinACmix
 from .base import ModelFamily
+from .spec import ModelSpec, count_indices, tensor_shape
 
 
 class SwinACmixFamily(ModelFamily):

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..checkpoint.detect import ModelSpec
+    from .spec import ModelSpec
 
 
 class ModelFamily(ABC):
@@ -84,4 +84,4 @@ class ModelFamily(ABC):
 
     @abstractmethod
     def detect(self, state_dict: Mapping[str, torch.Tensor]) -> ModelSpec:
-        """Hyperparameters from tensor names and shapes (see acmix_deploy.checkpoint.detect)."""
+        """Hyperparameters from tensor names and shapes (the readers in :mod:`.spec`)."""

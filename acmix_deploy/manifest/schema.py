@@ -105,13 +105,6 @@ class Preprocessing:
         """The official evaluation transform for ``img_size``: resize to img_size / 0.875, center-crop."""
         return cls(resize=int(img_size / CROP_RATIO), crop=img_size, interpolation=interpolation)
 
-    @classmethod
-    def for_family(cls, family: str, img_size: int) -> Preprocessing:
-        """The evaluation transform of a registered model family (its interpolation) at ``img_size``."""
-        from ..families import get_family
-
-        return get_family(family).preprocessing(img_size)
-
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "mean": list(self.mean), "std": list(self.std)}
 

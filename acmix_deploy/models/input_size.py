@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from .acmix_resnet import ACmixResNet
 
 
@@ -11,13 +9,6 @@ def resnet_stem_output(img_size: int) -> int:
     """Side of the map entering layer1: 7x7/2 stem conv (padding 3), then 3x3/2 max-pool (padding 1)."""
     side = (img_size - 1) // 2 + 1
     return (side - 1) // 2 + 1
-
-
-def check_input_size(model: nn.Module, img_size: int) -> None:
-    """Raise ValueError when ``model`` cannot run at ``img_size`` x ``img_size`` (its family's rule)."""
-    from ..families import family_of
-
-    family_of(model).check_input_size(model, img_size)
 
 
 def check_resnet_input_size(model: ACmixResNet, img_size: int) -> None:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .acmix_resnet import ACmixResNet
+from .swin_acmix import SwinACmix
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -18,13 +21,12 @@ class ModelEntry:
 
     name: str
     family: str  # a registered family name (acmix_deploy.families)
+    model_class: type[nn.Module]
     defaults: dict
     default_img_size: int = 224
 
     def build(self, **overrides) -> nn.Module:
-        from ..families import get_family
-
-        return get_family(self.family).build({**self.defaults, **overrides})
+        return self.model_class(**{**self.defaults, **overrides})
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -42,12 +44,14 @@ for _name, _layers in {
     "acmix_resnet38": (2, 3, 5, 2),
     "acmix_resnet50": (3, 4, 6, 3),
 }.items():
-    register(ModelEntry(_name, "acmix_resnet", {"layers": _layers, "k_att": 7, "head": 4, "k_conv": 3, "width": 64}))
+    defaults = {"layers": _layers, "k_att": 7, "head": 4, "k_conv": 3, "width": 64}
+    register(ModelEntry(_name, "acmix_resnet", ACmixResNet, defaults))
 for _name, _depths in {"acmix_swin_tiny": (2, 2, 6, 2), "acmix_swin_small": (2, 2, 18, 2)}.items():
     register(
         ModelEntry(
             _name,
             "acmix_swin",
+            SwinACmix,
             {
                 "img_size": 224,
                 "patch_size": 4,

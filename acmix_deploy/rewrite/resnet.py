@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..models.acmix_resnet import ACmixResNet, Bottleneck
-from ..models.input_size import check_input_size, resnet_stem_output
+from ..models.input_size import check_resnet_input_size, resnet_stem_output
 from .acmix_block import deploy_acmix
 from .fold import fold_bn
 
@@ -31,7 +31,7 @@ class DeployBottleneck(nn.Module):
 class DeployACmixResNet(nn.Module):
     def __init__(self, model: ACmixResNet, img_size: int) -> None:
         super().__init__()
-        check_input_size(model, img_size)
+        check_resnet_input_size(model, img_size)
         self.img_size = img_size
         self.stem = fold_bn(model.conv1, model.bn1)
         self.maxpool = model.maxpool

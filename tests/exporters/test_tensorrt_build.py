@@ -44,7 +44,7 @@ def _manifest(**kw) -> Manifest:
         hparams={"num_classes": 10},
         img_size=8,
         num_classes=10,
-        preprocessing=Preprocessing.for_family("acmix_resnet", 8),
+        preprocessing=Preprocessing.evaluation(8),  # ACmix-ResNet: bilinear
         batch=BatchSpec(min=1, max=8),
         opset=20,
     )

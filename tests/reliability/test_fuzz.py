@@ -23,7 +23,7 @@ from acmix_deploy.preprocess import preprocess
 FUZZ = settings(
     max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None
 )
-PRE = Preprocessing.for_family("acmix_resnet", 64)
+PRE = Preprocessing.evaluation(64)  # ACmix-ResNet: bilinear
 
 
 def ours_or_result(fn, *args):

@@ -14,7 +14,7 @@ from acmix_deploy.preprocess import ImageError, preprocess
 
 from .conftest import assert_clean_error, python_subprocess, run_cli_inproc
 
-PRE = Preprocessing.for_family("acmix_resnet", 64)
+PRE = Preprocessing.evaluation(64)  # ACmix-ResNet: bilinear
 SERVED = ["rgb_jpeg", "grayscale", "rgba", "palette", "palette_gif", "cmyk_jpeg", "png_16bit", "one_pixel"]
 REFUSED = ["corrupt_jpeg", "truncated_jpeg", "bomb_20000", "over_pixel_limit", "non_image", "empty_file"]
 
@@ -77,7 +77,7 @@ import json, resource, sys, time, warnings
 from PIL import Image
 from acmix_deploy.manifest import Preprocessing
 from acmix_deploy.preprocess import ImageError, preprocess
-pre = Preprocessing.for_family("acmix_resnet", 64)
+pre = Preprocessing.evaluation(64)  # ACmix-ResNet: bilinear
 warnings.simplefilter("ignore")
 out = {}
 for name, path in json.loads(sys.argv[1]):
