@@ -463,3 +463,16 @@ def test_old_json_file_spelling_is_rewritten_only_where_it_wrote_a_file():
         ["verify", "a.onnx", "b.onnx", "--json", "x.json"],  # verify's --json always printed
     ):
         assert modern_argv(list(unchanged)) == unchanged
+
+
+def test_triton_new_version_keeps_the_models_serving_settings(cli_env, tmp_path):
+    repo = str(tmp_path / "repo")
+    first = inproc(
+        "triton", cli_env["onnx"], "-o", repo, "--name", "m", "--instances", "3", "--max-queue-delay-us", "250"
+    )
+    assert first.returncode == 0, first.stderr
+    again = inproc("triton", cli_env["onnx"], "-o", repo, "--name", "m")  # no serving option given: keep them
+    assert again.returncode == 0, again.stderr
+    config = (tmp_path / "repo" / "m" / "config.pbtxt").read_text()
+    assert (tmp_path / "repo" / "m" / "2" / "model.onnx").is_file()
+    assert "count: 3" in config and "max_queue_delay_microseconds: 250" in config, config

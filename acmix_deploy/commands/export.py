@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from acmix_deploy.exporters.pipeline import CALIBRATION_METHODS, FORMATS, INT8_TARGETS, PRECISIONS
+from acmix_deploy.exporters.triton_config import KINDS
 
 from .common import (
     JsonFlag,
@@ -25,6 +26,7 @@ from .common import (
 
 Int8Target = Literal[INT8_TARGETS]
 Format = Literal[FORMATS]
+Kind = Literal[KINDS]
 
 
 def export(
@@ -132,21 +134,26 @@ def triton(
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Model repository directory.")] = None,
     output: Annotated[Path | None, typer.Option("--output", hidden=True)] = None,
     name: Annotated[str | None, typer.Option(help="Model name (default: each artifact's stem).")] = None,
-    max_batch: Annotated[int | None, typer.Option(help="max_batch_size (default: the artifact's limit).")] = None,
-    preferred_batch: Annotated[str, typer.Option(help="Preferred dynamic batch sizes, e.g. 4,8.")] = "4,8",
-    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher queue delay (microseconds).")] = 100,
-    instances: Annotated[int, typer.Option(help="Model instances.")] = 1,
-    kind: Annotated[Literal["cpu", "gpu"], typer.Option(help="Where the instances run.")] = "cpu",
-    ort_tensorrt: Annotated[bool, typer.Option("--ort-tensorrt", help="ONNX: ORT's TensorRT accelerator.")] = False,
+    max_batch: Annotated[int | None, typer.Option(help="max_batch_size (new model: the artifact's limit).")] = None,
+    preferred_batch: Annotated[str | None, typer.Option(help="Preferred dynamic batch sizes (new model: 4,8).")] = None,
+    max_queue_delay_us: Annotated[int | None, typer.Option(help="Batcher queue delay, us (new model: 100).")] = None,
+    instances: Annotated[int | None, typer.Option(help="Model instances (new model: 1).")] = None,
+    kind: Annotated[Kind | None, typer.Option(help="Where the instances run (new model: cpu).")] = None,
+    ort_tensorrt: Annotated[
+        bool | None, typer.Option("--ort-tensorrt/--no-ort-tensorrt", help="ONNX: ORT's TensorRT accelerator.")
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Write (or add versions to) a Triton Inference Server model repository."""
+    """Write (or add versions to) a Triton Inference Server model repository.
+
+    A new version keeps the model's serving settings; only the options given change them.
+    """
     from acmix_deploy.exporters.triton import write_triton_repository
 
     repo = deprecated(output, "--output", "--output-dir", output_dir)
     if repo is None:
         raise UsageError("missing option '-o' / '--output-dir': the model repository directory")
-    preferred = ints(preferred_batch, "--preferred-batch")
+    preferred = ints(preferred_batch, "--preferred-batch") if preferred_batch is not None else None
     at_least(1, max_batch=max_batch, instances=instances)
     at_least(0, max_queue_delay_us=max_queue_delay_us)
     reports = []
