@@ -58,15 +58,19 @@ MASK_VALUE = -1e4
 
 
 def default_block(side_out: int, stride: int) -> int:
-    """Query block side in output pixels (measured on ORT CPU: 56 -> 8, 28 -> 7).
+    """Query block side in output pixels (measured on ORT CPU, NHWC form, batch 1 and 8).
 
-    Whole map when it is small (<= 16 px) or when no preferred size divides it. At 28 px, 7 px
-    blocks (169 logits a query) beat 14 px blocks (400) by ~25% in the NHWC layout; at 56 px 7
-    and 8 tie; 4 px blocks (100 logits, but 6x halo copies and 4x the tiny GEMMs) lose by 40%.
+    Stride 1: 56 -> 8, 28 -> 7, whole map at <= 16 px. At 28 px 7 px blocks (169 logits a
+    query) beat 14 px blocks (400) by ~25%; at 56 px 7 and 8 tie; 4 px blocks (100 logits, but
+    6x halo copies and 4x the tiny GEMMs) lose by 10-40%; at 14 px the whole map beats 7 px
+    blocks by ~8%. Stride 2: a block of b output pixels reads a (2b + 5)² halo, so blocks stay
+    small: 28 -> 4 (169 logits a query instead of 361 at b = 7: 4-11% faster), 14 -> 7 (361
+    instead of 1156 for the whole map: 12% faster), whole map at <= 8 px. Whole map also when
+    no preferred size divides the map.
     """
-    if side_out <= 16:
+    if side_out <= (8 if stride > 1 else 16):
         return side_out
-    preferred = (7, 8, 14) if stride > 1 else (8, 7, 14)
+    preferred = (4, 7, 8, 14) if stride > 1 else (8, 7, 14)
     for b in preferred:
         if side_out % b == 0 and stride * b >= 7 - stride:
             return b

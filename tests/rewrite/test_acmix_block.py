@@ -37,7 +37,8 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor) -> None:
     ("cin", "cout", "stride", "side", "with_bn"),
     [
         (16, 16, 1, 56, True),  # blocked halo attention, 8 px blocks
-        (32, 32, 2, 56, True),  # strided, 7 px output blocks
+        (32, 32, 2, 56, True),  # strided, 4 px output blocks
+        (16, 16, 2, 28, True),  # strided, 7 px output blocks
         (16, 32, 1, 28, False),  # 7 px blocks
         (32, 32, 1, 14, True),  # one block = the whole map
         (32, 32, 2, 8, True),  # strided, whole map
@@ -105,7 +106,9 @@ def test_exported_block_matches_reference_in_onnxruntime(cin, cout, stride, side
 
 def test_block_sizes_follow_measurements():
     assert default_block(56, 1) == 8
-    assert default_block(28, 2) == 7
+    assert default_block(28, 2) == 4
+    assert default_block(14, 2) == 7
+    assert default_block(7, 2) == 7
     assert default_block(28, 1) == 7
     assert default_block(14, 1) == 14
     assert default_block(7, 1) == 7
