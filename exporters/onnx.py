@@ -176,6 +176,7 @@ def export_onnx(
     except InputSizeError as exc:
         raise ExportError(str(exc)) from None
     reference, source_info, size, family = resolved.model, resolved.source, resolved.img_size, resolved.family.name
+    recorded_labels = resolved.checkpoint.labels if resolved.checkpoint is not None else None
     progress("load", f"{family} at {size} px ({source_info.get('file', source_info['type'])})")
     seconds["load"] = time.perf_counter() - t0
 
@@ -214,7 +215,7 @@ def export_onnx(
         rewrite=rewrite,
         tools=_tool_versions(),
         source=source_info,
-        labels=list(labels) if labels is not None else None,
+        labels=list(labels) if labels is not None else recorded_labels,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     if labels is not None and len(manifest.labels) != manifest.num_classes:

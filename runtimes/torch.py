@@ -72,6 +72,7 @@ class TorchRunner(Runner):
             precision="fp16" if self.fp16 else "fp32",
             rewrite=self.rewrite,
             source={"file": self.path.name, "sha256": ckpt.sha256, "layout": ckpt.layout},
+            labels=ckpt.labels,  # names the checkpoint records, as the ONNX exported from it carries them
         )
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:

@@ -235,8 +235,16 @@ def test_recorded_labels_name_predictions_and_match_folders(digits_test_folder, 
     assert report.top1 >= 0.9, "folders matched by name keep their true class"
     assert any("matched" in note for note in report.notes)
     # Without recorded names, two folders cannot be placed among ten classes: refused, not guessed.
+    from acmix_deploy.checkpoint import load_checkpoint, save_checkpoint
+
+    unnamed = save_checkpoint(
+        load_checkpoint(demo_dir() / "digits_acmix_resnet26.pth"), tmp_path / "unnamed.pth", name="acmix_resnet26",
+        img_size=64,
+    )  # fmt: skip
     with pytest.raises(EvaluationError, match="class_names"):
-        evaluate(demo_dir() / "digits_acmix_resnet26.pth", subset, img_size=64)
+        evaluate(unnamed, subset, img_size=64)
+    # The shipped checkpoint records its names: evaluated directly, its folders match by name too.
+    assert evaluate(demo_dir() / "digits_acmix_resnet26.pth", subset).classes == labels
 
     with Predictor.load(onnx_path) as predictor:
         best = predictor.predict([next((subset / "7").iterdir())], top_k=1)[0][0]

@@ -110,3 +110,21 @@ def test_bad_images(tmp_path):
         preprocess(np.full((1, 3, 4, 4), np.nan, np.float32), pre)
     with pytest.raises(ImageError, match="no inputs"):
         preprocess([], pre)
+
+
+def test_checkpoint_and_its_onnx_name_classes_alike(tmp_path):
+    """The class names a checkpoint records reach the torch runner and the ONNX exported from it."""
+    from acmix_deploy.datasets import write_digits_folder
+    from acmix_deploy.exporters.onnx import export_onnx
+    from acmix_deploy.labels import read_labels
+    from tests.test_evaluate import demo_dir
+
+    ckpt = demo_dir() / "digits_acmix_resnet26.pth"
+    onnx_path = export_onnx(ckpt, tmp_path / "d.onnx", validate_batches=[1]).path  # no labels given
+    folder = write_digits_folder(tmp_path / "digits", "test")
+    images = sorted(folder.rglob("*.png"))[:3]
+    with Predictor.load(ckpt) as torch_pred, Predictor.load(onnx_path) as onnx_pred:
+        assert torch_pred.labels == onnx_pred.labels == read_labels(demo_dir() / "digits_labels.txt")
+        by_torch = [top[0].label for top in torch_pred.predict(images, top_k=1)]
+        by_onnx = [top[0].label for top in onnx_pred.predict(images, top_k=1)]
+    assert by_torch == by_onnx and not any(label.startswith("class_") for label in by_torch)

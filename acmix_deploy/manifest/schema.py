@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AcmixDeployError
+from ..labels import label_problem
 
 MANIFEST_KEY = "acmix_deploy.manifest"
 FORMAT_VERSION = 1
@@ -122,16 +123,6 @@ class Preprocessing:
             raise ManifestError(f"malformed manifest preprocessing ({exc})") from None
 
 
-def _check_labels(labels: object, num_classes: int) -> None:
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise ManifestError("manifest labels must be a list of strings")
-    bad = [x for x in labels if not x.strip() or x in (".", "..") or "/" in x or "\\" in x or "\n" in x]
-    if bad:
-        raise ManifestError(f"manifest labels must be usable as folder names; not {bad[0]!r}")
-    if len(labels) != num_classes:
-        raise ManifestError(f"manifest has {len(labels)} labels for {num_classes} classes")
-
-
 _OPTIONAL_RECORDS = ("precision_report", "int8_target", "calibration")  # written only when set
 
 
@@ -173,8 +164,8 @@ class Manifest:
             object.__setattr__(self, "batch", BatchSpec.from_dict(self.batch))
         if not isinstance(self.preprocessing, Preprocessing):
             object.__setattr__(self, "preprocessing", Preprocessing.from_dict(self.preprocessing))
-        if self.labels is not None:
-            _check_labels(self.labels, self.num_classes)
+        if self.labels is not None and (problem := label_problem(self.labels, self.num_classes)) is not None:
+            raise ManifestError(f"manifest {problem}")
 
     @property
     def input_shape(self) -> tuple[int | str, int, int, int]:
