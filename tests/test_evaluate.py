@@ -140,7 +140,11 @@ def test_errors(small_artifacts, tmp_path, folder):
     (broken / "c05" / "bad.png").write_bytes(b"not a png")
     with pytest.raises(AcmixDeployError, match=r"bad\.png: not a readable image"):
         evaluate(onnx, broken)
-    assert issubclass(EvaluationError, AcmixDeployError)
+    # What the CLI prints for these: one line naming the folder, exit 1 (not a traceback).
+    from tests.test_cli import run_cli
+
+    proc = run_cli("evaluate", str(onnx), "--data", str(tmp_path / "noimages"))
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "noimages: no images" in proc.stderr
 
 
 def test_format_report_many_classes():
