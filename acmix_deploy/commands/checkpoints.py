@@ -12,10 +12,9 @@ from .common import EXIT_FAILURE, Force, JsonFlag, TrustPickle, UsageError, at_l
 
 def models(json_out: JsonFlag = False) -> None:
     """List the model zoo: parameters and compute at the default input size."""
-    from acmix_deploy.models import list_models
-    from acmix_deploy.models.complexity import describe
+    from acmix_deploy.models.complexity import zoo_table
 
-    rows = [describe(name) for name in list_models()]
+    rows = zoo_table()
     lines = [f"{'name':<18} {'family':<13} {'params':>8} {'GMACs':>7} {'input':>6}"]
     for r in rows:
         lines.append(
