@@ -34,10 +34,11 @@ encoding from a ``linspace`` grid at run time. Here (all folds computed in float
    into halos separately: a joint k|v pipeline needs a Split of the (3x larger) halo tensor.
 6. Layout. One Transpose takes the projection output to (B, q|k|v, heads, H, W, hd) ("NHWC"),
    so every later copy (pad, tiles, halos, q blocks) moves whole hd-float vectors and the
-   MatMuls read (N, positions, hd) operands. The second MatMul computes ``vᵀ attnᵀ`` (both
-   transposes fold into ORT's MatMul), an (N, hd, b²) output whose Transpose back to NCHW moves
-   rows of b floats (one block: no Transpose at all); there the convolution branch, which reads
-   the NCHW projection, is added. Measured against the former NCHW form (whose q/k/v/out
+   MatMuls read (N, positions, hd) operands. With several blocks the second MatMul computes
+   ``vᵀ attnᵀ`` (both transposes fold into ORT's MatMul), an (N, hd, b²) output whose Transpose
+   back to NCHW moves rows of b floats; a one-block map keeps ``attn v`` (the transposed form
+   measured 30% slower there at batch 8). Then the convolution branch, which reads the NCHW
+   projection, is added. Measured against the former NCHW form (whose q/k/v/out
    transposes each moved single floats), per block, ORT CPU, 2 threads, batch 1, interleaved:
    equal at 56 px, 7-25% faster at 28/14/7 px; the transposed second MatMul then saves 0.43 ms
    of output Transpose and costs 0.23 ms of MatMul at 56 px (kernel profile).
@@ -225,10 +226,12 @@ class DeployACmix(nn.Module):
         else:
             qb = q.reshape(-1, heads, nb, b, nb, b, hd).permute(0, 1, 2, 4, 3, 5, 6).reshape(-1, b * b, hd)
         attn = torch.softmax(torch.matmul(qb, k.transpose(1, 2)) + self.mask, dim=-1)
-        # (attn v)ᵀ = vᵀ attnᵀ: both transposes fold into the MatMul, and the output transpose
-        # to NCHW then keeps rows of b floats together (an (N, b², hd) output moves single floats)
-        out = torch.matmul(v.transpose(1, 2), attn.transpose(1, 2))  # (N, hd, b²)
-        if not self.single:
+        if self.single:
+            out = torch.matmul(attn, v).reshape(-1, heads, side, side, hd).permute(0, 1, 4, 2, 3)
+        else:
+            # (attn v)ᵀ = vᵀ attnᵀ: both transposes fold into the MatMul, and the output transpose
+            # to NCHW keeps rows of b floats together (an (N, b², hd) output moves single floats)
+            out = torch.matmul(v.transpose(1, 2), attn.transpose(1, 2))  # (N, hd, b²)
             out = out.reshape(-1, heads, nb, nb, hd, b, b).permute(0, 1, 4, 2, 5, 3, 6)
         out_att = out.reshape(-1, c, side, side)
         if self.v_post is not None:
