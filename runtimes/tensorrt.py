@@ -19,6 +19,7 @@ works without them.
 
 from __future__ import annotations
 
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,83 @@ INSTALL_HINT = "pip install 'acmix-deploy[tensorrt]'"
 
 
 def import_tensorrt():
-    """The ``tensorrt`` module, or a :class:`MissingDependencyError` naming the extra to install."""
+    """The ``tensorrt`` module, or a :class:`MissingDependencyError` that says what is wrong with it.
+
+    Each failure gets its own message: the package is absent; it is present but a module it needs
+    is not (a half-installed ``tensorrt``); its Python bindings are present but the native
+    libraries they link (``libnvinfer.so.N``...) do not load; anything else. A missing native
+    library is an ``ImportError`` on Linux (the dynamic loader's, with the extension's ``path``),
+    not an ``OSError``, so telling them apart by exception type alone reported an installed
+    TensorRT as "not installed".
+    """
     try:
         import tensorrt
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name in (None, "tensorrt"):
+            raise MissingDependencyError(
+                f"TensorRT is not installed: {INSTALL_HINT} on a machine with an NVIDIA GPU"
+            ) from None
         raise MissingDependencyError(
-            f"TensorRT is not installed: {INSTALL_HINT} on a machine with an NVIDIA GPU"
+            f"TensorRT is installed but incomplete: it needs the module {exc.name!r}; reinstall with {INSTALL_HINT}"
         ) from None
-    except OSError as exc:  # the bindings import, but libnvinfer does not load
-        raise MissingDependencyError(
-            f"TensorRT is installed but its libraries do not load ({exc}); reinstall with {INSTALL_HINT}"
-        ) from None
+    except ImportError as exc:
+        loader = ".so" in str(exc) or str(exc.path or "").endswith(tuple(EXTENSION_SUFFIXES))
+        if not loader:  # not the dynamic loader's (a compiled module's): some other import problem
+            raise MissingDependencyError(
+                f"TensorRT cannot be imported ({_first_line(exc)}); reinstall with {INSTALL_HINT}"
+            ) from None
+        raise _native_libraries_missing(exc) from None
+    except OSError as exc:  # a ctypes load of libnvinfer & co. in the package's __init__
+        raise _native_libraries_missing(exc) from None
     return tensorrt
+
+
+def _native_libraries_missing(exc: BaseException) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"TensorRT is installed but its native libraries do not load ({_first_line(exc)}): install the "
+        f"TensorRT libraries matching its Python bindings ({INSTALL_HINT}) or put their directory on "
+        "LD_LIBRARY_PATH"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def create_runtime(trt: Any, logger: Any) -> Any:
+    """A ``trt.Runtime``, or a :class:`RunnerError` saying a usable CUDA GPU is needed.
+
+    When CUDA cannot initialise (no GPU, no driver, a driver too old for this TensorRT) the
+    native factory returns NULL and pybind11 raises ``TypeError: pybind11::init(): factory function
+    returned nullptr``; that is not a type error of ours, so it is reported as what it is.
+
+    Raises:
+        RunnerError: TensorRT could not create the runtime.
+    """
+    try:
+        runtime = trt.Runtime(logger)
+    except (TypeError, RuntimeError) as exc:
+        raise RunnerError(
+            f"TensorRT could not create a runtime: no usable CUDA GPU or driver ({_first_line(exc)})"
+        ) from None
+    if runtime is None:  # pragma: no cover - the bindings raise instead; kept for other wrappers
+        raise RunnerError("TensorRT could not create a runtime: no usable CUDA GPU or driver")
+    return runtime
+
+
+def deserialize_engine(runtime: Any, plan: bytes, name: str) -> Any:
+    """``runtime.deserialize_cuda_engine(plan)``, with a one-line :class:`RunnerError` for every failure.
+
+    TensorRT returns ``None`` for a plan it cannot read (truncated, another version's, built for
+    another GPU) after logging why; some failures raise instead.
+    """
+    try:
+        engine = runtime.deserialize_cuda_engine(plan)
+    except (TypeError, RuntimeError, ValueError) as exc:
+        raise RunnerError(f"{name}: TensorRT could not deserialise the engine ({_first_line(exc)})") from None
+    if engine is None:
+        raise RunnerError(f"{name}: TensorRT could not deserialise the engine (see the TensorRT log above)")
+    return engine
 
 
 def trt_major(version: str) -> int:
@@ -196,10 +262,8 @@ class TensorRTRunner(Runner):
         manifest = self.sidecar.served_manifest()  # batch limits from the profile, precision from the build
 
         logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(logger)
-        engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if engine is None:
-            raise RunnerError(f"{self.path}: TensorRT could not deserialise the engine (see the log above)")
+        self._runtime = create_runtime(trt, logger)  # keep it: it must outlive the engine
+        engine = deserialize_engine(self._runtime, self.path.read_bytes(), str(self.path))
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -229,7 +293,12 @@ class TensorRTRunner(Runner):
             if not self._context.set_input_shape(self.input_name, shape):
                 lo, hi = self.batch_limits
                 raise RunnerError(f"batch {n} is outside the engine's profile ({lo}..{hi})")
-            unresolved = self._context.infer_shapes()
+            try:
+                unresolved = self._context.infer_shapes()
+            except (RuntimeError, TypeError, ValueError) as exc:
+                raise RunnerError(
+                    f"TensorRT could not infer the output shapes for batch {n}: {_first_line(exc)}"
+                ) from None
             if unresolved:
                 raise RunnerError(f"TensorRT could not infer the shapes of {list(unresolved)}")
             out_shape = tuple(self._context.get_tensor_shape(self.output_name))
@@ -300,7 +369,9 @@ def _torch_dtype(torch, trt, dtype):
 __all__ = [
     "TensorRTRunner",
     "check_engine_compatibility",
+    "create_runtime",
     "cuda_device_info",
+    "deserialize_engine",
     "import_tensorrt",
     "trt_major",
 ]

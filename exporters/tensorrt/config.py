@@ -77,6 +77,8 @@ def create_builder_config(
         settings: workspace, optimisation level, profiling verbosity.
     """
     config = builder.create_builder_config()
+    if config is None:
+        raise BuildError("TensorRT could not create a builder config")
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
     for name in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
@@ -87,6 +89,8 @@ def create_builder_config(
     if settings.detailed_profiling:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     opt_profile = builder.create_optimization_profile()
+    if opt_profile is None:
+        raise BuildError("TensorRT could not create an optimisation profile")
     opt_profile.set_shape(profile.input_name, profile.min, profile.opt, profile.max)
     config.add_optimization_profile(opt_profile)
     return config
@@ -118,6 +122,8 @@ def attach_timing_cache(config: Any, blob: bytes, path: Path, progress: Progress
         BuildError: TensorRT rejects the cache (another TensorRT version wrote it).
     """
     cache = config.create_timing_cache(blob)
+    if cache is None:  # TensorRT could not read the blob: a damaged file (another version's is rejected below)
+        raise BuildError(f"{path}: TensorRT cannot read this timing cache (damaged?); delete it to start a new one")
     if not config.set_timing_cache(cache, False):
         raise BuildError(f"{path}: TensorRT rejected the timing cache (another TensorRT version?)")
     progress("timing-cache", f"{path} ({len(blob)} bytes read)")
@@ -126,7 +132,10 @@ def attach_timing_cache(config: Any, blob: bytes, path: Path, progress: Progress
 
 def save_timing_cache(config: Any, path: Path) -> Path:
     """Write the config's (now updated) timing cache back to ``path``, atomically."""
-    return atomic_write_bytes(path, bytes(memoryview(config.get_timing_cache().serialize())), force=True)
+    cache = config.get_timing_cache()
+    if cache is None:
+        raise BuildError(f"{path}: TensorRT returned no timing cache to write back")
+    return atomic_write_bytes(path, bytes(memoryview(cache.serialize())), force=True)
 
 
 __all__ = [

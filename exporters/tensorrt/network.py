@@ -117,7 +117,12 @@ def parse_network(
             network's input is not the ONNX's single image input.
     """
     network = builder.create_network(network_creation_flags(plan, trt.NetworkDefinitionCreationFlag.__members__))
-    parser = trt.OnnxParser(network, logger)
+    if network is None:
+        raise BuildError(f"TensorRT could not create a network with the flags {list(plan.network_flags)}")
+    try:
+        parser = trt.OnnxParser(network, logger)
+    except (TypeError, RuntimeError) as exc:  # a NULL native parser surfaces as pybind11's nullptr TypeError
+        raise BuildError(f"TensorRT could not create its ONNX parser (libnvonnxparser): {exc}") from None
     if not parser.parse_from_file(str(onnx_path)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
         raise BuildError(f"TensorRT's ONNX parser rejected {onnx_path.name}:\n{format_parser_errors(errors)}")

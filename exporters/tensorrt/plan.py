@@ -13,6 +13,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from acmix_deploy.runtimes.base import RunnerError
+from acmix_deploy.runtimes.tensorrt import create_runtime, deserialize_engine
+
 from .base import BuildError, Progress
 
 NO_LOGGED_ERRORS = (
@@ -72,9 +75,12 @@ def create_builder(trt: Any, logger: Any) -> Any:
         BuildError: TensorRT could not create it (no visible CUDA device, driver problem).
     """
     try:
-        return trt.Builder(logger)
-    except Exception as exc:  # noqa: BLE001 - "CUDA initialization failure" surfaces as a TypeError
-        raise BuildError(f"TensorRT could not create a builder (is a CUDA GPU visible?): {exc}") from None
+        builder = trt.Builder(logger)
+    except (TypeError, RuntimeError) as exc:  # no CUDA: "pybind11::init(): factory function returned nullptr"
+        raise BuildError(f"TensorRT could not create a builder: no usable CUDA GPU or driver ({exc})") from None
+    if builder is None:  # pragma: no cover - the bindings raise instead; kept for other wrappers
+        raise BuildError("TensorRT could not create a builder: no usable CUDA GPU or driver")
+    return builder
 
 
 def build_failure_message(logged_errors: Sequence[str]) -> str:
@@ -107,12 +113,15 @@ def inspect_plan_layers(trt: Any, logger: Any, plan: bytes) -> str:
     Raises:
         BuildError: TensorRT cannot deserialise the plan it just built.
     """
-    runtime = trt.Runtime(logger)  # a runtime must outlive the engines it deserialises: keep it named
-    engine = runtime.deserialize_cuda_engine(plan)
-    if engine is None:
-        raise BuildError("TensorRT could not deserialise the engine it built, so it cannot list its layers")
+    try:
+        runtime = create_runtime(trt, logger)  # a runtime must outlive the engines it deserialises: keep it named
+        engine = deserialize_engine(runtime, plan, "the engine just built")
+    except RunnerError as exc:
+        raise BuildError(f"{exc}, so its layers cannot be listed") from None
     inspector = engine.create_engine_inspector()
-    return pretty_json(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    if inspector is None:
+        raise BuildError("TensorRT could not create an engine inspector for the engine it built")
+    return pretty_json(inspector.get_engine_information(trt.LayerInformationFormat.JSON) or "")
 
 
 def pretty_json(text: str) -> str:

@@ -2,9 +2,12 @@
 
 Pure (flag names in, flag names out), so every TensorRT 10/11 combination is tested on the CPU;
 :mod:`.network` and :mod:`.config` turn the names into TensorRT enum values. TensorRT 10 may
-lower an fp32 ONNX with the FP16 flag; TensorRT 11 is always strongly typed (no FP16/INT8
-flags), so FP16 and INT8 must already be in the ONNX (a mixed-precision export, Q/DQ nodes).
-Flags are feature-detected by name, never assumed from a version number alone.
+lower an fp32 ONNX with the FP16 flag (weak typing, the one weakly typed plan); an ONNX that
+already holds its precision (fp16/mixed, Q/DQ int8) is built strongly typed, with the
+``STRONGLY_TYPED`` network flag every 10.x has (10.0 included), and TensorRT 11 is always
+strongly typed (no FP16/INT8 builder flags; ``STRONGLY_TYPED`` is kept there, deprecated and
+ignored, so it is not set). Flags are feature-detected by name, never assumed from a version
+number alone, and set by name, never by value (11.x renumbered them).
 """
 
 from __future__ import annotations
@@ -82,11 +85,9 @@ def _fp16_plan(
         # Precision is already in the graph: keep it exactly (strong typing), never re-decide it.
         if major >= 11:
             return PrecisionPlan(strongly_typed=True, note="fp16 from the mixed-precision ONNX")
-        if strong:
-            return PrecisionPlan(network_flags=strong, strongly_typed=True, note="fp16 ONNX, strongly typed")
-        if "FP16" in builder_flags:
-            return PrecisionPlan(builder_flags=("FP16",), note="fp16 ONNX, weakly typed")
-        raise BuildError(f"TensorRT {trt_version} offers neither STRONGLY_TYPED nor the FP16 flag")
+        return PrecisionPlan(
+            network_flags=_strong(trt_version, strong), strongly_typed=True, note="fp16 ONNX, strongly typed"
+        )
     if onnx_precision == "int8":
         raise BuildError("this ONNX is INT8 (Q/DQ); build it with --int8")
     if major >= 11 or "FP16" not in builder_flags:
@@ -107,18 +108,25 @@ def _int8_plan(
             "INT8 needs a Q/DQ-quantised ONNX (manifest precision 'int8'); calibration is not supported. "
             f"This ONNX is {onnx_precision}"
         )
-    # Strongly typed wherever it exists: the layers the sensitivity pass kept in float then stay
-    # exactly as measured (weak typing with the FP16 flag would let TensorRT re-decide them), and
-    # the engine matches what TensorRT 11 builds. Weak typing is deprecated from 10.12 on and only
-    # used on releases without STRONGLY_TYPED.
+    # Strongly typed: the layers the sensitivity pass kept in float then stay exactly as measured
+    # (weak typing with INT8 + FP16 flags would let TensorRT re-decide them), and a 10.x engine
+    # matches what TensorRT 11 builds.
     if major >= 11:
         return PrecisionPlan(strongly_typed=True, note="int8 from Q/DQ nodes")
-    if strong:
-        return PrecisionPlan(network_flags=strong, strongly_typed=True, note="int8 Q/DQ, strongly typed")
-    flags = tuple(f for f in ("INT8", "FP16") if f in builder_flags)  # FP16 lets non-quantised layers use it
-    if "INT8" not in flags:
-        raise BuildError(f"TensorRT {trt_version} offers neither the INT8 flag nor STRONGLY_TYPED")
-    return PrecisionPlan(builder_flags=flags, note="int8 Q/DQ, weakly typed")
+    return PrecisionPlan(
+        network_flags=_strong(trt_version, strong), strongly_typed=True, note="int8 Q/DQ, strongly typed"
+    )
+
+
+def _strong(trt_version: str, strong: tuple[str, ...]) -> tuple[str, ...]:
+    """The STRONGLY_TYPED network flag, which every TensorRT 10 release has (checked against 10.0's bindings).
+
+    Raises:
+        BuildError: this TensorRT lacks it (older than 10.0, which we do not support).
+    """
+    if not strong:
+        raise BuildError(f"TensorRT {trt_version} has no STRONGLY_TYPED network flag; TensorRT 10.0 or later is needed")
+    return strong
 
 
 __all__ = ["FP16_ONNX_PRECISIONS", "PrecisionPlan", "precision_plan"]

@@ -29,13 +29,15 @@ from acmix_deploy.fileio import OutputExistsError
 from acmix_deploy.manifest import MANIFEST_KEY, BatchSpec, EngineSidecar, Manifest, ManifestError, Preprocessing
 from acmix_deploy.runtimes.base import MissingDependencyError, RunnerError
 from acmix_deploy.runtimes.tensorrt import TensorRTRunner, check_engine_compatibility
+from tests.exporters.tensorrt.api_uses import enum_values, releases
 
 REPO = Path(__file__).resolve().parents[2]
 HINT = "pip install 'acmix-deploy[tensorrt]'"
-TRT10_FLAGS = {"FP16", "BF16", "INT8", "TF32", "STRICT_TYPES", "OBEY_PRECISION_CONSTRAINTS"}
-TRT10_NET = {"EXPLICIT_BATCH", "STRONGLY_TYPED"}
-TRT11_FLAGS = {"TF32", "DEBUG", "REFIT"}
-TRT11_NET = {"STRONGLY_TYPED"}
+# The flag enums of the real bindings (oldest 10.x and newest 11.x snapshotted), not hand-picked names.
+TRT10_FLAGS = set(enum_values(releases(10)[0], "BuilderFlag"))
+TRT10_NET = set(enum_values(releases(10)[0], "NetworkDefinitionCreationFlag"))
+TRT11_FLAGS = set(enum_values(releases(11)[-1], "BuilderFlag"))
+TRT11_NET = set(enum_values(releases(11)[-1], "NetworkDefinitionCreationFlag"))
 
 
 def _manifest(**kw) -> Manifest:
@@ -52,8 +54,7 @@ def _manifest(**kw) -> Manifest:
     return Manifest(**base)
 
 
-@pytest.fixture
-def tiny_onnx(tmp_path) -> Path:
+def _tiny_model() -> onnx.ModelProto:
     """A tiny classifier ONNX with an acmix-deploy manifest in its metadata (no torch export needed)."""
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32), "w")
     nodes = [
@@ -71,8 +72,14 @@ def tiny_onnx(tmp_path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     entry = model.metadata_props.add()
     entry.key, entry.value = MANIFEST_KEY, _manifest().to_json()
+    return model
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path) -> Path:
+    """:func:`_tiny_model`, saved."""
     path = tmp_path / "tiny.onnx"
-    onnx.save(model, str(path))
+    onnx.save(_tiny_model(), str(path))
     return path
 
 
@@ -225,16 +232,22 @@ def test_precision_fp16_trt11_needs_fp16_onnx():
     assert plan.strongly_typed and plan.builder_flags == () and plan.network_flags == ()
 
 
-@pytest.mark.parametrize(("version", "flags"), [("10.9.0", TRT10_FLAGS), ("11.3.0", TRT11_FLAGS)])
-def test_precision_int8_needs_qdq_onnx(version, flags):
+@pytest.mark.parametrize(
+    ("version", "flags", "net"), [("10.9.0", TRT10_FLAGS, TRT10_NET), ("11.3.0", TRT11_FLAGS, TRT11_NET)]
+)
+def test_precision_int8_needs_qdq_onnx(version, flags, net):
     with pytest.raises(BuildError, match="Q/DQ"):
-        precision_plan("int8", trt_version=version, onnx_precision="fp32", builder_flags=flags, network_flags=set())
-    plan = precision_plan("int8", trt_version=version, onnx_precision="int8", builder_flags=flags,
-                          network_flags=set())  # fmt: skip
-    if version.startswith("10"):
-        assert "INT8" in plan.builder_flags
-    else:
-        assert plan.builder_flags == () and plan.strongly_typed
+        precision_plan("int8", trt_version=version, onnx_precision="fp32", builder_flags=flags, network_flags=net)
+    plan = precision_plan("int8", trt_version=version, onnx_precision="int8", builder_flags=flags, network_flags=net)
+    assert plan.builder_flags == () and plan.strongly_typed  # never INT8/FP16 builder flags: Q/DQ + strong typing
+
+
+def test_precision_without_strongly_typed_is_refused_not_weakly_typed():
+    """Every 10.x has STRONGLY_TYPED; a TensorRT without it is older than we support (no weak-typing fallback)."""
+    for precision, onnx_precision in (("int8", "int8"), ("fp16", "fp16")):
+        with pytest.raises(BuildError, match=r"no STRONGLY_TYPED network flag; TensorRT 10\.0 or later"):
+            precision_plan(precision, trt_version="9.3.0", onnx_precision=onnx_precision, builder_flags=TRT10_FLAGS,
+                           network_flags={"EXPLICIT_BATCH"})  # fmt: skip
 
 
 def test_precision_int8_on_trt10_is_strongly_typed_when_offered():
