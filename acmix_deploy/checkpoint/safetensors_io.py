@@ -93,7 +93,26 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
         if t.numel():
             storages.add(t.untyped_storage().data_ptr())
         own[name] = t
-    return save(own, {str(k): str(v) for k, v in (metadata or {}).items()} or None)
+    data = save(own, {str(k): str(v) for k, v in (metadata or {}).items()} or None)
+    return _sorted_metadata(data)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The same file with ``__metadata__`` in sorted key order.
+
+    The package writes metadata in its hash map's order, which changes from process to process, so
+    the same checkpoint saved twice gave different bytes (and sha256). Tensor entries keep their
+    order and their data offsets (which count from the end of the header); the header is re-padded
+    with spaces to a multiple of 8 bytes, as the format's writer does.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    if "__metadata__" not in header:
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps({"__metadata__": header.pop("__metadata__"), **header}, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 def _explain(exc: Exception, data: bytes) -> str:

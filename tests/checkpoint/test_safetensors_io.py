@@ -90,3 +90,22 @@ def test_package_errors_become_one_line_checkpoint_errors(tmp_path, header, body
     with pytest.raises(CheckpointError, match=message) as info:
         read_safetensors(_file(tmp_path, header, body))
     assert "\n" not in str(info.value) and type(info.value) is CheckpointError
+
+
+def test_metadata_order_does_not_change_the_bytes(tmp_path):
+    """The package orders metadata by a per-process hash: the same checkpoint must still give the same file."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from acmix_deploy.checkpoint.safetensors_io import safetensors_bytes\n"
+        "meta = {k: str(i) for i, k in enumerate(['format', 'arch', 'img_size', 'labels', 'epoch', 'best'])}\n"
+        "sys.stdout.buffer.write(safetensors_bytes({'w': torch.arange(4.0)}, meta))\n"
+    )
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout for _ in range(4)}
+    assert len(outputs) == 1
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(outputs.pop())
+    tensors, metadata = read_safetensors(path)
+    assert list(metadata) == sorted(metadata) and tensors["w"].tolist() == [0.0, 1.0, 2.0, 3.0]
