@@ -8,7 +8,7 @@ failure is a :class:`ManifestError` with a one-line message naming the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -104,17 +104,11 @@ def read_sidecar(artifact: str | Path) -> Manifest:
     return _from_sidecar(artifact, "manifest sidecar", Manifest.from_dict, missing)
 
 
-def find_manifest(artifact: str | Path | Mapping[str, str], legacy_path: str | Path | None = None) -> Manifest | None:
+def find_manifest(artifact: str | Path) -> Manifest | None:
     """Like :func:`read_manifest`, but None (not an error) for an ONNX model that carries no manifest.
 
     The embedded copy wins over the sidecar: it travels with the file when the sidecar is left behind.
-    (Transitional: the old ``find_manifest(metadata, path)`` form is still accepted.)
     """
-    if isinstance(artifact, Mapping):
-        if MANIFEST_KEY in artifact:
-            return Manifest.from_json(artifact[MANIFEST_KEY])
-        artifact = Path(str(legacy_path))
-        return read_sidecar(artifact) if sidecar_path(artifact).is_file() else None
     artifact = Path(artifact)
     if not artifact.is_file():
         raise ManifestError(f"{artifact}: no such file")

@@ -30,7 +30,7 @@ def test_onnx_repository_matches_the_manifest(small_artifacts, tmp_path):
     cfg = parse(repo / "acmix" / "config.pbtxt")
     assert report.version == 1 and (repo / "acmix" / "1" / "model.onnx").is_file()
     assert cfg.name == "acmix" and cfg.platform == "onnxruntime_onnx"
-    assert cfg.max_batch_size == manifest.batch["max"] == 8
+    assert cfg.max_batch_size == manifest.batch.max == 8
     assert list(cfg.input[0].dims) == [3, 64, 64] and cfg.input[0].name == "input"
     assert cfg.input[0].data_type == model_config_pb2.TYPE_FP32
     assert list(cfg.output[0].dims) == [10] and cfg.output[0].label_filename == "labels.txt"
