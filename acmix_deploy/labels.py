@@ -11,6 +11,10 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import AcmixDeployError
+from .text import is_printable, safe_text
+
+MAX_LABEL_CHARS = 256  # one class name
+MAX_LABELS_FILE_BYTES = 16 << 20  # a labels file (ImageNet-21k's names are ~0.5 MB)
 
 
 @lru_cache(maxsize=1)
@@ -20,14 +24,55 @@ def imagenet1k() -> tuple[str, ...]:
 
 
 def read_labels(path: str | Path) -> list[str]:
+    """The class names in a labels file (one per line, blank lines skipped), each checked as it is read.
+
+    Raises:
+        AcmixDeployError: missing, too large or non-UTF-8 file, or a line that is not a usable class
+            name (see :func:`name_problem`); the message names the line. The count is checked
+            against a model where the names are used.
+    """
     path = Path(path)
     if not path.is_file():
-        raise AcmixDeployError(f"{path}: labels file not found")
+        raise AcmixDeployError(f"{safe_text(path)}: labels file not found")
     try:
+        if path.stat().st_size > MAX_LABELS_FILE_BYTES:
+            raise AcmixDeployError(f"{safe_text(path)}: labels file larger than {MAX_LABELS_FILE_BYTES >> 20} MiB")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise AcmixDeployError(f"{path}: labels file is not UTF-8 text") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+        raise AcmixDeployError(f"{safe_text(path)}: labels file is not UTF-8 text") from None
+    except OSError as exc:
+        raise AcmixDeployError(f"{safe_text(path)}: cannot read labels file ({exc.strerror or exc})") from None
+    names = []
+    # split("\n"), not splitlines(): a \x1c or \u2028 inside a name is refused below, not a line break.
+    for number, line in enumerate(text.split("\n"), 1):
+        name = line.strip(" \t\r")
+        if not name:
+            continue
+        problem = name_problem(name)
+        if problem:
+            raise AcmixDeployError(f"{safe_text(path)}: line {number}: {problem}")
+        names.append(name)
+    return names
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` is not usable as a class name, or None.
+
+    A class name becomes a folder name (``evaluate`` matches image folders by name), a line of
+    Triton's ``labels.txt`` and terminal output: no separators, no ``.``/``..``, no control or
+    invisible characters, no surrounding blanks, at most :data:`MAX_LABEL_CHARS` characters.
+    """
+    if not isinstance(name, str):
+        return f"class names must be strings, not {type(name).__name__}"
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
+        return f"class names must be usable as folder names; not {name!r}"
+    if not is_printable(name):
+        return f"class name {name!r} holds control or invisible characters"
+    if name != name.strip():
+        return f"class name {name!r} starts or ends with blanks"
+    if len(name) > MAX_LABEL_CHARS:
+        return f"class name of {len(name)} characters (at most {MAX_LABEL_CHARS})"
+    return None
 
 
 def label_problem(labels: object, num_classes: int) -> str | None:
@@ -38,9 +83,9 @@ def label_problem(labels: object, num_classes: int) -> str | None:
     """
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         return "labels must be a list of strings"
-    bad = [x for x in labels if not x.strip() or x in (".", "..") or "/" in x or "\\" in x or "\n" in x]
-    if bad:
-        return f"labels must be usable as folder names; not {bad[0]!r}"
+    for name in labels:
+        if (problem := name_problem(name)) is not None:
+            return f"labels: {problem}"
     if len(labels) != num_classes:
         return f"{len(labels)} labels for {num_classes} classes"
     return None

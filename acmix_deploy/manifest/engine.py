@@ -13,7 +13,8 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import BatchSpec, Manifest, ManifestError
+from ..text import is_printable
+from .schema import MAX_TEXT_CHARS, BatchSpec, Manifest, ManifestError
 
 ENGINE_SIDECAR_FORMAT = "acmix-deploy.tensorrt-engine"
 ENGINE_SIDECAR_VERSION = 1
@@ -39,12 +40,30 @@ class EngineSidecar:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        try:
-            lo, hi = int(self.profile["min"][0]), int(self.profile["max"][0])
-            opt = int(self.profile["opt"][0]) if "opt" in self.profile else None
-        except (KeyError, TypeError, IndexError, ValueError):
-            raise ManifestError("engine sidecar profile needs min/opt/max input shapes") from None
+        shapes = {key: self._profile_shape(key) for key in ("min", "opt", "max") if key in self.profile or key != "opt"}
+        lo, hi = shapes["min"][0], shapes["max"][0]
+        opt = shapes["opt"][0] if "opt" in shapes else None
         object.__setattr__(self, "_batch", BatchSpec(dynamic=lo != hi, min=lo, max=hi, opt=opt))
+        for name in ("precision", "tensorrt_version", "gpu_name", "compute_capability", "cuda_version", "onnx_file"):
+            value = getattr(self, name)
+            if value is not None and (not is_printable(value) or len(value) > MAX_TEXT_CHARS):
+                raise ManifestError(f"engine sidecar {name} must be printable text, got {value!r:.60}")
+        if not isinstance(self.build_seconds, float | int) or not 0 <= self.build_seconds < float("inf"):
+            raise ManifestError(
+                f"engine sidecar build_seconds must be a non-negative number, got {self.build_seconds!r}"
+            )
+
+    def _profile_shape(self, key: str) -> tuple[int, int, int, int]:
+        """One optimisation-profile input shape: [batch, 3, img_size, img_size] of the embedded manifest."""
+        shape = self.profile.get(key) if isinstance(self.profile, dict) else None
+        if not isinstance(shape, list | tuple) or len(shape) != 4 or not all(type(d) is int for d in shape):
+            raise ManifestError(
+                f"engine sidecar profile needs min/opt/max input shapes of 4 integers, {key} is {shape!r:.60}"
+            )
+        size = self.manifest.img_size
+        if list(shape[1:]) != [3, size, size]:
+            raise ManifestError(f"engine sidecar profile {key} shape {list(shape)} is not [batch, 3, {size}, {size}]")
+        return tuple(shape)  # type: ignore[return-value]
 
     @property
     def batch(self) -> BatchSpec:

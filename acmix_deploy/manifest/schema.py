@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AcmixDeployError
 from ..labels import label_problem
+from ..text import is_printable
 
 MANIFEST_KEY = "acmix_deploy.manifest"
 FORMAT_VERSION = 1
@@ -24,6 +27,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_RATIO = 0.875  # both official evaluation transforms resize to img_size / 0.875, then center-crop
 DEFAULT_MAX_BATCH = 32
+# Bounds on what an artifact may claim (a hostile manifest must not size our allocations).
+MAX_IMG_SIZE = 4096  # pixels per side of the model input (checkpoint metadata has the same cap)
+MAX_RESIZE = 4 * MAX_IMG_SIZE  # shorter side before the centre crop
+MAX_CLASSES = 1 << 20  # outputs of a classifier (ImageNet-21k has 21841)
+MAX_BATCH = 1 << 16
+MAX_TEXT_CHARS = 256  # one name or short record (family, variant, precision, created)
+INTERPOLATIONS = ("bilinear", "bicubic")
+# Tensor names go into Triton configs, ONNX Runtime feeds and terminal output: ONNX-style names
+# (torch.onnx's "input", "logits", "input.1", numbered "495", graph paths "/fc/Gemm_output_0").
+TENSOR_NAME = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_.:/-]{0,255}")
 
 
 class ManifestError(AcmixDeployError):
@@ -51,6 +64,8 @@ class BatchSpec:
             raise ManifestError(f"batch.dynamic must be true or false, got {self.dynamic!r}")
         if not (_is_int(self.min) and _is_int(self.max)) or not 1 <= self.min <= self.max:
             raise ManifestError(f"batch limits must be integers with 1 <= min <= max, got {self.min!r}..{self.max!r}")
+        if self.max > MAX_BATCH:
+            raise ManifestError(f"batch.max {self.max} exceeds {MAX_BATCH}")
         if self.opt is not None and (not _is_int(self.opt) or not self.min <= self.opt <= self.max):
             raise ManifestError(f"batch.opt {self.opt!r} is outside {self.min}..{self.max}")
         if not self.dynamic and self.min != self.max:
@@ -75,13 +90,6 @@ class BatchSpec:
             raise ManifestError(f"manifest batch has unknown keys {sorted(unknown)}")
         return cls(**data)
 
-    # Mapping-style access for callers written against the old untyped dict; new code uses attributes.
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -101,6 +109,26 @@ class Preprocessing:
     layout: str = "NCHW"
     color: str = "RGB"
 
+    def __post_init__(self) -> None:
+        for name in ("resize", "crop"):
+            value = getattr(self, name)
+            limit = MAX_RESIZE if name == "resize" else MAX_IMG_SIZE
+            if not _is_int(value) or not 1 <= value <= limit:
+                raise ManifestError(f"preprocessing.{name} must be an integer in 1..{limit}, got {_shown(value)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ManifestError(
+                f"preprocessing.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                f"got {_shown(self.interpolation)}"
+            )
+        for name in ("mean", "std"):
+            object.__setattr__(self, name, _three_numbers(getattr(self, name), name))
+        if not all(s > 0 for s in self.std):
+            raise ManifestError(f"preprocessing.std must be positive, got {list(self.std)}")
+        if self.layout != "NCHW" or self.color != "RGB":
+            raise ManifestError(
+                f"preprocessing layout/color must be NCHW/RGB, got {_shown(self.layout)}/{_shown(self.color)}"
+            )
+
     @classmethod
     def evaluation(cls, img_size: int, interpolation: str = "bilinear") -> Preprocessing:
         """The official evaluation transform for ``img_size``: resize to img_size / 0.875, center-crop."""
@@ -116,9 +144,8 @@ class Preprocessing:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ManifestError(f"manifest preprocessing has unknown keys {sorted(unknown)}")
-        values = {k: tuple(v) if k in ("mean", "std") and isinstance(v, list) else v for k, v in data.items()}
         try:
-            return cls(**values)
+            return cls(**data)
         except TypeError as exc:
             raise ManifestError(f"malformed manifest preprocessing ({exc})") from None
 
@@ -158,6 +185,12 @@ class Manifest:
             raise ManifestError("manifest img_size and num_classes must be integers")
         if self.img_size <= 0 or self.num_classes <= 0:
             raise ManifestError("manifest has a non-positive img_size or num_classes")
+        if self.img_size > MAX_IMG_SIZE or self.num_classes > MAX_CLASSES:
+            raise ManifestError(
+                f"manifest img_size {self.img_size} / num_classes {self.num_classes} "
+                f"exceed {MAX_IMG_SIZE} / {MAX_CLASSES}"
+            )
+        self._check_names()
         for name in ("hparams", "tools", "source", "parity", "extra", "precision_report", "calibration", "labels"):
             object.__setattr__(self, name, _plain(getattr(self, name)))
         if not isinstance(self.batch, BatchSpec):
@@ -166,6 +199,36 @@ class Manifest:
             object.__setattr__(self, "preprocessing", Preprocessing.from_dict(self.preprocessing))
         if self.labels is not None and (problem := label_problem(self.labels, self.num_classes)) is not None:
             raise ManifestError(f"manifest {problem}")
+        if self.preprocessing.crop != self.img_size:
+            raise ManifestError(
+                f"manifest preprocessing.crop {self.preprocessing.crop} differs from img_size {self.img_size}"
+            )
+
+    def _check_names(self) -> None:
+        """Names and short records are printable text of bounded length; tensor names are ONNX-style."""
+        for name in ("input_name", "output_name"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not TENSOR_NAME.fullmatch(value):
+                raise ManifestError(
+                    f"manifest {name} must be a tensor name (letters, digits, _ . : / -), got {_shown(value)}"
+                )
+        if self.input_name == self.output_name:
+            raise ManifestError(f"manifest input_name and output_name are both {self.input_name!r}")
+        for name in ("family", "precision", "created", "variant", "int8_target"):
+            value = getattr(self, name)
+            if value is None and name in ("variant", "int8_target"):
+                continue
+            if not is_printable(value) or len(value) > MAX_TEXT_CHARS:
+                raise ManifestError(f"manifest {name} must be printable text, got {_shown(value)}")
+        if type(self.rewrite) is not bool:
+            raise ManifestError(f"manifest rewrite must be true or false, got {_shown(self.rewrite)}")
+        if self.opset is not None and (not _is_int(self.opset) or not 1 <= self.opset <= 1000):
+            raise ManifestError(f"manifest opset must be a positive integer, got {_shown(self.opset)}")
+        for name in ("precision_report", "calibration"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), dict):
+                raise ManifestError(f"manifest {name} must be an object")
+        if not all(isinstance(k, str) for k in self.hparams):
+            raise ManifestError("manifest hparams keys must be strings")
 
     @property
     def input_shape(self) -> tuple[int | str, int, int, int]:
@@ -227,6 +290,27 @@ class Manifest:
             raise ManifestError(f"manifest is not valid JSON ({exc})") from None
         except RecursionError:
             raise ManifestError("manifest is not valid JSON (nested too deeply)") from None
+
+
+def _shown(value: object) -> str:
+    """A field value as it appears in an error: its repr (control characters escaped), cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _three_numbers(value: object, name: str) -> tuple[float, float, float]:
+    """``value`` as three finite floats (from a list or tuple of ints/floats), or a ManifestError naming the field."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise ManifestError(f"preprocessing.{name} must be 3 numbers (R, G, B), got {_shown(value)}")
+    if not all(_finite_number(v) for v in value):
+        raise ManifestError(f"preprocessing.{name} must be 3 finite numbers, got {_shown(value)}")
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def _finite_number(value: object) -> bool:
+    if type(value) is int:
+        return abs(value) < 2**53  # math.isfinite would overflow on a 400-digit integer
+    return type(value) is float and math.isfinite(value)
 
 
 def _required(f: dataclasses.Field) -> bool:
