@@ -6,6 +6,11 @@ Exact rewrites, each proven by a parity test against the reference module (folds
   1x1 conv ``f_conv`` that maps the block input straight to the 9*head_dim maps of the
   convolution path, in NCHW, so ``dep_conv`` reads it without a transpose. ``dep_conv``
   zero-pads f as the official code does (f, bias included, is exactly the official f);
+- where it pays (``dense_conv_pays``: Swin-T stage 1), ``dep_conv ∘ f_conv`` is ONE dense 3x3
+  conv of the block input. f's bias is not lost at the borders: the official code zero-pads
+  f (bias included), so the bias contributes ``dep_conv(pad0(b_f))``, a constant (H, W, C) map,
+  folded into proj's bias. Measured at stage 1 per module: -14% at batch 1 and 8 (at stage 2 it
+  is +30%: 9 C² MACs outgrow the factored form); whole Swin-T -1.6% at batch 1, equal at 8;
 - ``rate1`` is folded into ``proj``, ``rate2`` into ``dep_conv``;
 - relative position bias + shift mask are one constant per block;
 - the window-attention output goes back to the (B, H, W, C) map in one Transpose;
@@ -37,17 +42,40 @@ from torch import nn
 from ..models.swin_acmix import SwinACmix, SwinBlockACmix, WindowAttentionACmix
 from .fold import linear_from
 
+DENSE_CONV_MAX_RATIO = 3.0
+
+
+def dense_conv_pays(dim: int, head_dim: int) -> bool:
+    """Whether the convolution path runs as one dense 3x3 conv (see the module docstring).
+
+    Dense costs 9 C² MACs a pixel, the factored form 9 hd C (f_conv) + 81 C (dep_conv), but
+    ORT's grouped kernel runs dep_conv ~8x below the dense rate: dense pays while it needs no
+    more than 3x the factored MACs, i.e. C <= 3 hd + 27 (Swin-T: stage 1 only).
+    """
+    return 9 * dim * dim <= DENSE_CONV_MAX_RATIO * (9 * head_dim * dim + 81 * dim)
+
 
 class DeployWindowAttention(nn.Module):
-    """(B, H, W, C) -> (B, H, W, C); q/k/v from one Linear, f from one 1x1 conv of the NCHW input."""
+    """(B, H, W, C) -> (B, H, W, C); q/k/v from one Linear, the conv path from the NCHW input.
 
-    def __init__(self, attn: WindowAttentionACmix, mask: torch.Tensor | None, resolution: tuple[int, int]) -> None:
+    ``dense_conv``: the conv path as one dense 3x3 conv (True), as ``f_conv`` + grouped
+    ``dep_conv`` (False), or as :func:`dense_conv_pays` decides (None).
+    """
+
+    def __init__(
+        self,
+        attn: WindowAttentionACmix,
+        mask: torch.Tensor | None,
+        resolution: tuple[int, int],
+        dense_conv: bool | None = None,
+    ) -> None:
         super().__init__()
         c, heads = attn.dim, attn.num_heads
         hd = c // heads
         window = attn.window_size[0]
         self.dim, self.heads, self.head_dim, self.window = c, heads, hd, window
         self.resolution = resolution
+        self.dense = dense_conv_pays(c, hd) if dense_conv is None else dense_conv
         f64 = torch.float64
         with torch.no_grad():
             w_qkv = attn.qkv.weight.detach().to(f64)
@@ -57,23 +85,32 @@ class DeployWindowAttention(nn.Module):
             fc_b = attn.fc.bias.detach().to(f64) if attn.fc.bias is not None else torch.zeros(9, dtype=f64)
             w_f = torch.einsum("mj,jdc->dmc", fc_w, w_qkv.reshape(3 * heads, hd, c)).reshape(hd * 9, c)
             b_f = (torch.einsum("mj,jd->dm", fc_w, b_qkv.reshape(3 * heads, hd)) + fc_b).reshape(hd * 9)
-            self.f_conv = nn.Conv2d(c, 9 * hd, 1)
-            self.f_conv.weight.copy_(w_f.reshape(9 * hd, c, 1, 1))
-            self.f_conv.bias.copy_(b_f)
             # Attention scale into q (f above used the unscaled q).
             scale = torch.ones(3 * c, dtype=f64)
             scale[:c] = attn.scale
             self.in_proj = linear_from((w_qkv * scale[:, None]).float(), (b_qkv * scale).float())
-            rate1 = attn.rate1.detach().to(f64)
-            self.proj = linear_from(
-                (attn.proj.weight.detach().to(f64) * rate1).float(), (attn.proj.bias.detach().to(f64) * rate1).float()
-            )
-            dep = attn.dep_conv
-            rate2 = attn.rate2.detach().to(f64)
-            self.dep_conv = nn.Conv2d(dep.in_channels, dep.out_channels, 3, padding=1, groups=dep.groups, bias=False)
-            self.dep_conv.weight.copy_(dep.weight.detach().to(f64) * rate2)
-            if dep.bias is not None:  # not in official checkpoints, but keep the function if present
-                self.dep_conv.bias = nn.Parameter((dep.bias.detach().to(f64) * rate2).float())
+            rate1, rate2 = attn.rate1.detach().to(f64), attn.rate2.detach().to(f64)
+            self.proj = linear_from((attn.proj.weight.detach().to(f64) * rate1).float(), None)
+            out_bias = attn.proj.bias.detach().to(f64) * rate1  # (C,), or an (H, W, C) map when dense
+            dep = attn.dep_conv.weight.detach().to(f64) * rate2  # (C, 9, 3, 3), output d*heads + j
+            if attn.dep_conv.bias is not None:  # not in official checkpoints, but keep the function if present
+                out_bias = out_bias + attn.dep_conv.bias.detach().to(f64) * rate2
+            if self.dense:
+                # dep_conv ∘ f_conv as one conv; f's bias, zero-padded as the official f is, is the
+                # same (H, W, C) map for every input, added with proj's bias
+                wd = torch.einsum("djmyx,dmc->djcyx", dep.reshape(hd, heads, 9, 3, 3), w_f.reshape(hd, 9, c))
+                self.f_conv = nn.Identity()
+                self.dep_conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
+                self.dep_conv.weight.copy_(wd.reshape(c, c, 3, 3))
+                f_bias = b_f.reshape(1, 9 * hd, 1, 1).expand(1, 9 * hd, *resolution)
+                out_bias = out_bias + F.conv2d(f_bias, dep, None, padding=1, groups=hd)[0].permute(1, 2, 0)
+            else:
+                self.f_conv = nn.Conv2d(c, 9 * hd, 1)
+                self.f_conv.weight.copy_(w_f.reshape(9 * hd, c, 1, 1))
+                self.f_conv.bias.copy_(b_f)
+                self.dep_conv = nn.Conv2d(9 * hd, c, 3, padding=1, groups=hd, bias=False)
+                self.dep_conv.weight.copy_(dep)
+            self.register_buffer("out_bias", out_bias.float().contiguous())
             bias = attn.relative_position_bias().unsqueeze(0)  # 1, heads, N, N
             if mask is not None:
                 bias = bias + mask.unsqueeze(1)  # nW, heads, N, N
@@ -95,7 +132,7 @@ class DeployWindowAttention(nn.Module):
         attn = F.softmax(attn, dim=-1)
         # heads merged and windows reversed in one transpose: -> B, nh, win, nw, win, heads, hd
         out = (attn @ v).reshape(-1, nh, nw, heads, win, win, hd).permute(0, 1, 4, 2, 5, 3, 6)
-        return self.proj(out.reshape(-1, h, w, c)) + out_conv
+        return self.proj(out.reshape(-1, h, w, c)) + self.out_bias + out_conv
 
 
 class DeploySwinBlock(nn.Module):

@@ -8,17 +8,18 @@ import pytest
 import torch
 
 from acmix_deploy.models.swin_acmix import WindowAttentionACmix, shift_attention_mask
-from acmix_deploy.rewrite.swin import DeployWindowAttention
+from acmix_deploy.rewrite.swin import DeployWindowAttention, dense_conv_pays
 from acmix_deploy.runtimes.onnxruntime import ort_session
 from tests.conftest import randomize
 
 TOL = 1e-5
 
 
-def attention_pair(dim, heads, side, window, shifted):
+def attention_pair(dim, heads, side, window, shifted, dense_conv=None):
     attn = randomize(WindowAttentionACmix(dim, window, heads), seed=dim + side)
     mask = shift_attention_mask(side, side, window, window // 2) if shifted else None
-    return (lambda x: attn(x, mask=mask)), DeployWindowAttention(attn, mask, (side, side)).eval()
+    deploy = DeployWindowAttention(attn, mask, (side, side), dense_conv=dense_conv).eval()
+    return (lambda x: attn(x, mask=mask)), deploy
 
 
 def assert_close(out: torch.Tensor, ref: torch.Tensor) -> None:
@@ -36,17 +37,20 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor) -> None:
         (36, 3, 14, 7, True),  # Swin-T's 7 px windows and 3 heads
     ],
 )
-def test_deploy_attention_matches_reference(dim, heads, side, window, shifted):
-    reference, deploy = attention_pair(dim, heads, side, window, shifted)
+@pytest.mark.parametrize("dense_conv", [True, False])
+def test_deploy_attention_matches_reference(dim, heads, side, window, shifted, dense_conv):
+    reference, deploy = attention_pair(dim, heads, side, window, shifted, dense_conv)
+    assert deploy.dense == dense_conv
     for batch in (1, 2, 7):
         x = torch.randn(batch, side, side, dim, generator=torch.Generator().manual_seed(batch))
         with torch.no_grad():
             assert_close(deploy(x), reference(x))
 
 
-def test_exported_attention_matches_reference_in_onnxruntime():
+@pytest.mark.parametrize("dense_conv", [True, False])
+def test_exported_attention_matches_reference_in_onnxruntime(dense_conv):
     """The ONNX of the module alone, dynamic batch, run at batches 1/2/7/32 against the reference."""
-    reference, deploy = attention_pair(48, 2, 8, 4, True)
+    reference, deploy = attention_pair(48, 2, 8, 4, True, dense_conv)
     buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(
@@ -65,3 +69,9 @@ def test_exported_attention_matches_reference_in_onnxruntime():
         with torch.no_grad():
             ref = reference(x)
         assert_close(torch.from_numpy(session.run(None, {"x": x.numpy()})[0]), ref)
+
+
+def test_dense_conv_path_where_it_measured_faster():
+    assert dense_conv_pays(96, 32)  # Swin-T stage 1
+    assert not dense_conv_pays(192, 32)  # stage 2: 9 C² outgrows the factored form
+    assert not dense_conv_pays(768, 32)
