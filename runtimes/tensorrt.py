@@ -4,9 +4,11 @@ The engine file is an unmodified TensorRT plan; everything else (the model's man
 optimisation profile, the TensorRT version and GPU it was built for) lives in the JSON sidecar
 ``<engine>.json``, a typed :class:`acmix_deploy.manifest.EngineSidecar` read by the package's one
 metadata reader (:func:`acmix_deploy.manifest.read_engine_sidecar`). Engines are specific to the
-TensorRT version and GPU that built them, so the runner compares the sidecar with the running
-TensorRT and GPU first and refuses a mismatch with a message, instead of letting deserialisation
-fail obscurely or run untuned tactics.
+TensorRT version and GPU that built them unless built portable, so the runner compares the
+sidecar with the running TensorRT and GPU first, by NVIDIA's rules (:mod:`.tensorrt_compat`), and
+refuses a mismatch with a message instead of letting deserialisation fail obscurely. An engine
+with several optimisation profiles is run on the one that holds each batch
+(:mod:`.tensorrt_profiles`, ``set_optimization_profile_async``).
 
 Execution uses the TensorRT 10/11 tensor-name API (``set_input_shape``, ``infer_shapes``,
 ``set_tensor_address``, ``execute_async_v3``) on a non-default CUDA stream, with torch CUDA tensors
@@ -28,6 +30,8 @@ import numpy as np
 from acmix_deploy.manifest import EngineSidecar, Manifest, read_engine_sidecar
 
 from .base import MissingDependencyError, Runner, RunnerError
+from .tensorrt_compat import check_engine_compatibility
+from .tensorrt_profiles import BatchRange, split_batch
 
 INSTALL_HINT = "pip install 'acmix-deploy[tensorrt]'"
 
@@ -163,39 +167,6 @@ def cuda_device_info(device: int = 0) -> dict[str, Any]:
     raise RunnerError("no CUDA GPU is visible (torch.cuda.is_available() is False and cuda-python is not installed)")
 
 
-def check_engine_compatibility(
-    sidecar: EngineSidecar, trt_version: str, gpu_name: str, compute_capability: str
-) -> None:
-    """Refuse an engine built by another TensorRT version or for another GPU.
-
-    A TensorRT plan holds kernels chosen and compiled for one TensorRT release and one GPU; NVIDIA
-    does not promise it loads, or runs well, anywhere else (we do not build version- or
-    hardware-compatible engines). Comparing the sidecar first turns an opaque deserialisation
-    failure into a message that says what to rebuild.
-
-    Args:
-        sidecar: the engine's sidecar (:func:`acmix_deploy.manifest.read_engine_sidecar`).
-        trt_version: the running ``tensorrt.__version__``.
-        gpu_name: the running GPU's name.
-        compute_capability: the running GPU's compute capability, ``"major.minor"``.
-
-    Raises:
-        RunnerError: the sidecar does not match.
-    """
-    problems = []
-    if sidecar.tensorrt_version != str(trt_version):
-        problems.append(f"TensorRT {sidecar.tensorrt_version}, running {trt_version}")
-    if str(sidecar.compute_capability) != str(compute_capability):
-        problems.append(f"compute capability {sidecar.compute_capability}, this GPU has {compute_capability}")
-    if str(sidecar.gpu_name) != str(gpu_name):
-        problems.append(f"GPU {sidecar.gpu_name!r}, this is {gpu_name!r}")
-    if problems:
-        raise RunnerError(
-            "this engine was built for " + "; ".join(problems) + ". TensorRT engines are specific to the "
-            "TensorRT version and GPU: rebuild it here with `acmix-deploy build MODEL.onnx`"
-        )
-
-
 def make_layer_profiler(trt):
     """An ``IProfiler`` subclass instance collecting per-layer milliseconds.
 
@@ -247,6 +218,8 @@ class TensorRTRunner(Runner):
         self._buffers: dict[int, tuple[Any, Any]] = {}
         self._graphs: dict[int, Any] = {}
         self._bound: int | None = None
+        self._ranges: list[BatchRange] = []
+        self._active_profile = 0  # a new execution context starts on profile 0
 
     def _load(self) -> Manifest:
         trt = import_tensorrt()
@@ -258,12 +231,21 @@ class TensorRTRunner(Runner):
             raise RunnerError(f"{self.path}: no such file")
         self.sidecar = read_engine_sidecar(self.path)  # ManifestError, one line, for a missing or corrupt one
         gpu = cuda_device_info(self.device)
-        check_engine_compatibility(self.sidecar, trt.__version__, gpu["name"], gpu["compute_capability"])
+        portability = check_engine_compatibility(self.sidecar, trt.__version__, gpu["name"], gpu["compute_capability"])
         manifest = self.sidecar.served_manifest()  # batch limits from the profile, precision from the build
+        self._ranges = engine_profiles(self.sidecar)
 
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = create_runtime(trt, logger)  # keep it: it must outlive the engine
+        if portability.version_compatible and not portability.exclude_lean_runtime:
+            # The plan embeds the lean runtime (host code); we built it, the sidecar says so: allow it.
+            self._runtime.engine_host_code_allowed = True
         engine = deserialize_engine(self._runtime, self.path.read_bytes(), str(self.path))
+        if engine.num_optimization_profiles != len(self._ranges):
+            raise RunnerError(
+                f"{self.path}: the engine has {engine.num_optimization_profiles} optimisation profile(s), its "
+                f"sidecar lists {len(self._ranges)}: they do not belong together"
+            )
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -284,15 +266,33 @@ class TensorRTRunner(Runner):
         self._trt, self._torch, self._engine = trt, torch, engine
         return manifest
 
-    def _bind(self, n: int):
-        """Set shapes and addresses for batch ``n``; buffers are allocated once per ``n``."""
+    @property
+    def batch_limits(self) -> tuple[int, int]:
+        """The smallest and largest batch any profile holds (the base class splits above the largest).
+
+        The manifest's ``batch`` (what servers are told) stops at a gap between profiles; this
+        runner serves batches in a gap too, split across profiles (:func:`.tensorrt_profiles.split_batch`).
+        """
+        self.activate()
+        return min(r.min for r in self._ranges), max(r.max for r in self._ranges)
+
+    def _use_profile(self, index: int) -> None:
+        """Switch the execution context to optimisation profile ``index`` (on this runner's stream)."""
+        if index == self._active_profile:
+            return
+        if not self._context.set_optimization_profile_async(index, self._stream.cuda_stream):
+            raise RunnerError(f"TensorRT could not switch to optimisation profile {index} ({self._ranges[index]})")
+        self._active_profile, self._bound = index, None
+
+    def _bind(self, n: int, profile: int):
+        """Select ``profile``, set shapes and addresses for batch ``n``; buffers are allocated once per ``n``."""
         torch = self._torch
         size = self.manifest.img_size
+        self._use_profile(profile)
         if n not in self._buffers:
             shape = (n, 3, size, size)
             if not self._context.set_input_shape(self.input_name, shape):
-                lo, hi = self.batch_limits
-                raise RunnerError(f"batch {n} is outside the engine's profile ({lo}..{hi})")
+                raise RunnerError(f"batch {n} is outside the engine's profile {profile} ({self._ranges[profile]})")
             try:
                 unresolved = self._context.infer_shapes()
             except (RuntimeError, TypeError, ValueError) as exc:
@@ -320,10 +320,18 @@ class TensorRTRunner(Runner):
             raise RunnerError("TensorRT execution failed (execute_async_v3 returned False)")
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
+        pieces = split_batch(len(batch), self._ranges)  # one piece unless the batch is in a gap between profiles
+        outs, start = [], 0
+        for profile, size in pieces:
+            outs.append(self._infer_piece(batch[start : start + size], profile))
+            start += size
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def _infer_piece(self, batch: np.ndarray, profile: int) -> np.ndarray:
         torch = self._torch
         n = len(batch)
         with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
-            inp, out = self._bind(n)
+            inp, out = self._bind(n, profile)
             inp.copy_(torch.from_numpy(batch))
             if not self.cuda_graph:
                 self._enqueue()
@@ -355,6 +363,23 @@ class TensorRTRunner(Runner):
         self._buffers.clear()
         self._bound = None
         self._context = self._engine = self._profiler = self._stream = None
+        self._active_profile = 0
+
+
+def engine_profiles(sidecar: EngineSidecar) -> list[BatchRange]:
+    """The batch range of every optimisation profile, in engine order, from the sidecar.
+
+    Sidecars written before several profiles existed have only ``profile``: that one.
+
+    Raises:
+        RunnerError: ``profiles`` is not a list of min/opt/max profiles.
+    """
+    listed = sidecar.extra.get("profiles")
+    if listed is None:
+        return [BatchRange.of_shapes(sidecar.profile)]
+    if not isinstance(listed, list) or not listed:
+        raise RunnerError(f"the engine sidecar's profiles must be a non-empty list, got {listed!r}")
+    return [BatchRange.of_shapes(p if isinstance(p, dict) else {}) for p in listed]
 
 
 def _torch_dtype(torch, trt, dtype):
@@ -372,6 +397,7 @@ __all__ = [
     "create_runtime",
     "cuda_device_info",
     "deserialize_engine",
+    "engine_profiles",
     "import_tensorrt",
     "trt_major",
 ]

@@ -10,6 +10,7 @@ import typer
 
 from acmix_deploy.exporters.pipeline import CALIBRATION_METHODS, FORMATS, INT8_TARGETS, PRECISIONS
 from acmix_deploy.exporters.triton_config import KINDS
+from acmix_deploy.runtimes.tensorrt_compat import HARDWARE_LEVELS
 
 from .common import (
     JsonFlag,
@@ -27,6 +28,7 @@ from .common import (
 Int8Target = Literal[INT8_TARGETS]
 Format = Literal[FORMATS]
 Kind = Literal[KINDS]
+HardwareLevel = Literal[HARDWARE_LEVELS]
 
 
 def export(
@@ -98,6 +100,21 @@ def build(
         Path | None, typer.Option("--timing-cache", help="Timing cache file (read+written).")
     ] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Save engine-inspector layer info.")] = False,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile", metavar="MIN:OPT:MAX", help="Batch sizes of one optimisation profile; repeat for several."
+        ),
+    ] = None,
+    version_compatible: Annotated[
+        bool, typer.Option("--version-compatible", help="Engine later TensorRT releases can run.")
+    ] = False,
+    exclude_lean_runtime: Annotated[
+        bool, typer.Option("--exclude-lean-runtime", help="With --version-compatible: no lean runtime in the plan.")
+    ] = False,
+    hardware_compatibility: Annotated[
+        HardwareLevel, typer.Option("--hardware-compatibility", help="GPUs the engine may run on.")
+    ] = "none",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing engine.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
@@ -107,7 +124,14 @@ def build(
     if workspace <= 0:
         raise UsageError(f"--workspace must be > 0, got {workspace}")
     require_files([onnx_model])
-    from acmix_deploy.exporters.tensorrt import build_engine
+    from acmix_deploy.exporters.tensorrt import BuildError, build_engine
+    from acmix_deploy.exporters.tensorrt.profile import parse_profile
+
+    try:
+        for spec in profile or []:
+            parse_profile(spec)
+    except BuildError as exc:
+        raise UsageError(f"--profile: {exc}") from None
 
     report = build_engine(
         onnx_model,
@@ -116,15 +140,20 @@ def build(
         min_batch=min_batch,
         opt_batch=opt_batch,
         max_batch=max_batch,
+        profiles=profile or None,
         workspace_gb=workspace,
         timing_cache=timing_cache,
         inspector_json=layers,
+        version_compatible=version_compatible,
+        exclude_lean_runtime=exclude_lean_runtime,
+        hardware_compatibility=hardware_compatibility,
         force=force,
         progress=lambda stage, message: typer.echo(f"{stage:<9} {message}", err=json_out),
     )
     text = (
-        f"wrote {report.engine_path} (+ {report.sidecar_path.name}): {report.precision}, batch "
-        f"{report.profile.to_dict()}, {report.size_bytes / 1e6:.1f} MB in {report.build_seconds:.1f} s"
+        f"wrote {report.engine_path} (+ {report.sidecar_path.name}): {report.precision}, profiles "
+        f"{', '.join(str(p.batches) for p in report.profiles)}, {report.size_bytes / 1e6:.1f} MB in "
+        f"{report.build_seconds:.1f} s"
     )
     show(report.to_dict(), text, json_out)
 

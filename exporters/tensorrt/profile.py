@@ -1,8 +1,10 @@
-"""The optimisation profile: min/opt/max input shapes for the batch axis, within the manifest's promise.
+"""The optimisation profiles: min/opt/max input shapes for the batch axis, within the manifest's promise.
 
-Pure: no TensorRT here. :func:`compute_profile` decides the shapes; the builder-config stage
-(:mod:`.config`) hands them to TensorRT, and the sidecar records them, so a runner knows the
-batch range the engine holds.
+Pure: no TensorRT here. :func:`compute_profile` decides one profile's shapes and
+:func:`compute_profiles` several (``--profile 1:1:4 --profile 8:16:32``, parsed by
+:func:`parse_profile`); the builder-config stage (:mod:`.config`) hands them to TensorRT, and the
+sidecar records them all, so a runner knows which batches each holds
+(:mod:`acmix_deploy.runtimes.tensorrt_profiles`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from acmix_deploy.manifest import BatchSpec
+from acmix_deploy.runtimes.base import RunnerError
+from acmix_deploy.runtimes.tensorrt_profiles import BatchRange, served_range
 
 from .base import BuildError
 
@@ -29,8 +33,63 @@ class ProfileShapes:
         """Whether the profile holds a single batch size."""
         return self.min == self.max
 
+    @property
+    def batches(self) -> BatchRange:
+        return BatchRange(self.min[0], self.opt[0], self.max[0])
+
     def to_dict(self) -> dict:
         return {"input": self.input_name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    def with_batches(self, batches: BatchRange) -> ProfileShapes:
+        """The same input with another batch range."""
+        rest = self.min[1:]
+        return ProfileShapes(self.input_name, (batches.min, *rest), (batches.opt, *rest), (batches.max, *rest))
+
+
+def parse_profile(text: str) -> tuple[int, int, int]:
+    """``"1:4:8"`` -> ``(1, 4, 8)`` (min:opt:max batch).
+
+    Raises:
+        BuildError: not three positive integers in order.
+    """
+    parts = str(text).split(":")
+    try:
+        lo, opt, hi = (int(p) for p in parts)
+    except ValueError:
+        raise BuildError(f"a profile is MIN:OPT:MAX batch sizes, e.g. 1:4:8; got {text!r}") from None
+    if not 1 <= lo <= opt <= hi:
+        raise BuildError(f"profile {text!r} needs 1 <= MIN <= OPT <= MAX")
+    return lo, opt, hi
+
+
+def compute_profiles(
+    input_name: str,
+    input_shape: Sequence[int | str | None],
+    batch_limits: BatchSpec,
+    requests: Sequence[tuple[int, int, int]],
+) -> list[ProfileShapes]:
+    """One :class:`ProfileShapes` per ``(min, opt, max)`` request, each checked like :func:`compute_profile`.
+
+    Raises:
+        BuildError: no requests, a repeated one, or one that :func:`compute_profile` refuses.
+    """
+    if not requests:
+        raise BuildError("at least one profile is needed")
+    if len(set(requests)) != len(requests):
+        raise BuildError(f"the same profile is given twice: {[':'.join(map(str, r)) for r in requests]}")
+    return [
+        compute_profile(input_name, input_shape, batch_limits, min_batch=lo, opt_batch=opt, max_batch=hi)
+        for lo, opt, hi in requests
+    ]
+
+
+def served_profile(profiles: Sequence[ProfileShapes]) -> tuple[ProfileShapes, str | None]:
+    """The profile-shaped batch range the engine serves (see ``tensorrt_profiles.served_range``) and its note."""
+    try:
+        served, note = served_range([p.batches for p in profiles])
+    except RunnerError as exc:
+        raise BuildError(str(exc)) from None
+    return profiles[0].with_batches(served), note
 
 
 def compute_profile(
@@ -88,4 +147,4 @@ def compute_profile(
     return ProfileShapes(input_name, (lo, *rest_t), (opt, *rest_t), (hi, *rest_t))
 
 
-__all__ = ["ProfileShapes", "compute_profile"]
+__all__ = ["ProfileShapes", "compute_profile", "compute_profiles", "parse_profile", "served_profile"]

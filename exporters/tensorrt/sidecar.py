@@ -10,6 +10,7 @@ exists without its metadata, and a failed write removes what this build had writ
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from acmix_deploy.fileio import atomic_write_bytes, atomic_write_text, check_writable
@@ -50,6 +51,7 @@ def make_engine_sidecar(
     gpu: dict,
     build_seconds: float,
     builder: dict,
+    profiles: Sequence[ProfileShapes] | None = None,
 ) -> EngineSidecar:
     """The ``<engine>.json`` content: everything a runner needs besides the plan itself.
 
@@ -57,12 +59,15 @@ def make_engine_sidecar(
         manifest: the ONNX's manifest, embedded unchanged (the engine's own precision and batch
             range are in ``precision`` and ``profile``; ``EngineSidecar.served_manifest`` merges them).
         onnx_path, onnx_sha256: the ONNX the engine was built from, by name and content.
-        profile: the optimisation profile.
+        profile: the batches the engine serves as one range (its only optimisation profile, or
+            the served union of several: ``profile.served_profile``).
         precision: the engine's precision.
         trt_version: ``tensorrt.__version__`` of the build.
         gpu: ``cuda_device_info()`` of the build (``name``, ``compute_capability``, ``cuda``).
         build_seconds: parse + build wall time.
         builder: what the builder was asked for (``BuilderSettings.record``).
+        profiles: every optimisation profile in engine order, recorded as ``profiles`` (the
+            runner switches between them); ``None``: ``profile`` is the only one.
     """
     return EngineSidecar(
         manifest=manifest,
@@ -76,6 +81,7 @@ def make_engine_sidecar(
         onnx_sha256=onnx_sha256,
         builder=builder,
         build_seconds=round(build_seconds, 3),
+        extra={"profiles": [p.to_dict() for p in (profiles or [profile])]},
     )
 
 

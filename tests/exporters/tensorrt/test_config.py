@@ -37,8 +37,27 @@ def test_settings_record_what_the_build_used(tmp_path):
         "network_flags": ["STRONGLY_TYPED"],
         "strongly_typed": True,
         "timing_cache": str(tmp_path / "t.cache"),
+        "version_compatible": False,
+        "exclude_lean_runtime": False,
+        "hardware_compatibility": "none",
     }
     assert BuilderSettings().record(PrecisionPlan())["timing_cache"] is None
+    portable = BuilderSettings(version_compatible=True, exclude_lean_runtime=True, hardware_compatibility="ampere-plus")
+    assert portable.record(PrecisionPlan())["hardware_compatibility"] == "ampere-plus"
+    assert (
+        portable.record(PrecisionPlan())["version_compatible"]
+        and portable.record(PrecisionPlan())["exclude_lean_runtime"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"hardware_compatibility": "turing-plus"}, "hardware compatibility must be one of none, ampere-plus"),
+     ({"exclude_lean_runtime": True}, "only applies to version-compatible engines")],
+)  # fmt: skip
+def test_impossible_portability_is_refused(kwargs, match):
+    with pytest.raises(BuildError, match=match):
+        BuilderSettings(**kwargs)
 
 
 def test_timing_cache_is_read_when_present(tmp_path):
