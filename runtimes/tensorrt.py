@@ -356,6 +356,19 @@ class TensorRTRunner(Runner):
         self.activate()
         return self._profiler.layer_times()
 
+    def layer_information(self) -> str | None:
+        """The engine inspector's JSON for this engine and context (``None`` where it cannot say).
+
+        Full node lists need an engine built with detailed profiling (``build --layers``);
+        otherwise TensorRT lists layer names only.
+        """
+        self.activate()
+        inspector = self._engine.create_engine_inspector()
+        if inspector is None:
+            return None
+        inspector.execution_context = self._context
+        return inspector.get_engine_information(self._trt.LayerInformationFormat.JSON) or None
+
     def _close(self) -> None:
         if self._stream is not None:
             self._stream.synchronize()

@@ -1,10 +1,10 @@
 """Per-layer time of a TensorRT engine, folded onto the model's blocks: ``acmix-deploy profile ENGINE``.
 
 The TensorRT runner reports layer times through an ``IProfiler`` (``TensorRTRunner(profile=True)``,
-:meth:`~acmix_deploy.runtimes.tensorrt.TensorRTRunner.layer_times`). TensorRT names a fused layer
-after the ONNX nodes it took in (``/blocks/blocks.3/acmix/MatMul + ...``), so the module scope the
-exporter wrote still tells the block; which branch a fused layer belongs to often does not survive
-fusion, so this profile stops at blocks and layers (the ONNX profile, :mod:`.layers`, splits branches).
+:meth:`~acmix_deploy.runtimes.tensorrt.TensorRTRunner.layer_times`). The engine inspector lists
+the ONNX nodes fused into each layer, so :mod:`.trt_fold` attributes each layer's time to its block
+and ACmix branch, as the ONNX profile (:mod:`.layers`) does; a fused layer spanning branches is
+reported under the combined label and listed in ``fused``, not guessed apart.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .layers import block_names
+from .trt_fold import fold_layer_times
 
 
 @dataclass
@@ -28,6 +29,8 @@ class EngineLayerProfile:
     total_ms: float  # summed layer time per inference
     blocks: dict[str, float] = field(default_factory=dict)  # block -> ms, in model order
     layers: list[dict] = field(default_factory=list)  # {"name", "block", "ms"}, slowest first
+    branches: dict[str, dict[str, float]] = field(default_factory=dict)  # block -> branch -> ms (trt_fold)
+    fused: list[dict] = field(default_factory=list)  # layers whose nodes span branches or blocks
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,6 +40,14 @@ class EngineLayerProfile:
         lines.append("by block:")
         for block, ms in self.blocks.items():
             lines.append(f"  {block:<22} {ms:>9.3f} ms  {100 * ms / max(self.total_ms, 1e-9):5.1f}%")
+            split = self.branches.get(block, {})
+            if len(split) > 1:
+                lines += [
+                    f"    {branch:<20} {t:>9.3f} ms" for branch, t in sorted(split.items(), key=lambda kv: -kv[1])
+                ]
+        if self.fused:
+            lines += ["", "fused layers spanning branches or blocks (time not split):"]
+            lines += [f"  {f['ms']:>8.3f} ms  {'+'.join(f['branches']):<24} {f['name']}" for f in self.fused[:top]]
         lines += ["", f"top {top} layers:"]
         lines += [f"  {layer['ms']:>8.3f} ms  {layer['block']:<20} {layer['name']}" for layer in self.layers[:top]]
         return "\n".join(lines)
@@ -66,6 +77,8 @@ def profile_engine(path: str | Path, *, iterations: int = 10, batch: int = 1, de
         for _ in range(iterations):
             runner.infer(x)
         times = runner.layer_times()
+        inspector = runner.layer_information()
+    folded = fold_layer_times(times, inspector, manifest.family, manifest.hparams)
     names = block_names(manifest)
     blocks: dict[str, float] = defaultdict(float)
     layers = []
@@ -81,4 +94,6 @@ def profile_engine(path: str | Path, *, iterations: int = 10, batch: int = 1, de
         total_ms=sum(blocks.values()),
         blocks=dict(sorted(blocks.items(), key=lambda kv: order.get(kv[0], len(order)))),
         layers=sorted(layers, key=lambda layer: -layer["ms"]),
+        branches=folded.blocks,
+        fused=folded.fused,
     )
