@@ -6,11 +6,18 @@ other global before it is called, so no code in the file runs. The one non-tenso
 official checkpoints carry, the Swin training config (a pickled ``yacs.config.CfgNode``), is
 rebuilt as a plain dict: it is read as data, and yacs need not be installed. Full unpickling
 is available only through ``trust_pickle=True``.
+
+Bounded by the file: every tensor view is checked against its storage and the bytes all tensors
+claim against the file's size before anything is built (:mod:`restricted_pickle`). The pre-2018
+tar checkpoint format is refused in every mode: torch extracts its members to a temporary folder,
+links, device nodes and FIFOs included (a FIFO blocks the read forever). Metadata is copied as
+plain data, nesting cut at ``text.MAX_DEPTH`` and strings escaped for terminals.
 """
 
 from __future__ import annotations
 
 import json
+import tarfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +29,7 @@ from torch import nn
 from ..errors import CheckpointError, UnsafeCheckpointError
 from ..fileio import sha256_file
 from ..labels import label_problem
+from ..text import MAX_DEPTH, safe_text
 from . import restricted_pickle
 from .detect import ModelSpec, detect_spec, strip_prefixes
 from .restricted_pickle import PickledConfig
@@ -30,22 +38,32 @@ from .safetensors_io import looks_like_safetensors, read_safetensors
 # Containers that official and common training scripts wrap the weights in, most specific first.
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "model_ema", "state_dict_ema", "module")
 RECOMPUTED_BUFFERS = ("relative_position_index", "attn_mask")
+# Tensors may claim this much beyond the file's own size (tied weights are views of one storage).
+CLAIM_SLACK_BYTES = 64 << 20
 
 
-def _plain(value):
-    """Metadata as JSON-friendly values (for inspect and manifests); tensors become numbers or shapes."""
+def _plain(value, depth: int = 0):
+    """Metadata as JSON-friendly values (for inspect and manifests); tensors become numbers or shapes.
+
+    Strings are escaped for terminals (:func:`acmix_deploy.text.safe_text`); nesting deeper than
+    ``MAX_DEPTH`` (a self-referencing list, say) is cut to ``"..."``.
+    """
+    if depth >= MAX_DEPTH:
+        return "..."
     if isinstance(value, PickledConfig):
-        attrs = {k: v for k, v in value.__dict__.items() if not k.startswith("__")}
-        return {str(k): _plain(v) for k, v in {**attrs, **value}.items()}
+        attrs = {k: v for k, v in value.__dict__.items() if not str(k).startswith("__")}
+        return {safe_text(k): _plain(v, depth + 1) for k, v in {**attrs, **value}.items()}
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {safe_text(k): _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, depth + 1) for v in value]
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else f"<tensor {list(value.shape)}>"
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        return safe_text(value)
+    if value is None or isinstance(value, int | float | bool):
         return value
-    return repr(value)
+    return safe_text(repr(value))
 
 
 @dataclass
@@ -109,12 +127,17 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoi
         file_format = "safetensors"
         tensors, st_meta = read_safetensors(path)
         raw: object = tensors
-        metadata.update(st_meta)
+        metadata.update({safe_text(k): v if k == "labels" else safe_text(v) for k, v in st_meta.items()})
     elif head[:4] == b"PK\x03\x04":
         file_format = "torch-zip"
         raw = _torch_load(path, trust_pickle)
     elif head[:1] == b"\x80":
         file_format = "torch-legacy"
+        if _is_tar(path):
+            raise CheckpointError(
+                f"{path}: the pre-2018 tar checkpoint format is not read (torch would extract its members, "
+                "links and devices included); re-save it with a PyTorch you trust: torch.save(torch.load(f), 'new.pth')"
+            )
         raw = _torch_load(path, trust_pickle)
     else:
         raise CheckpointError(f"{path}: not a checkpoint (neither a torch file nor safetensors)")
@@ -186,6 +209,15 @@ def _abbrev(items: list[str], limit: int = 5) -> str:
     return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
+def _is_tar(path: Path) -> bool:
+    """Whether ``path`` opens as a tar archive (torch's oldest format), reading only its first header."""
+    try:
+        with tarfile.open(path, mode="r:"):
+            return True
+    except (tarfile.TarError, OSError, ValueError):
+        return False
+
+
 def _torch_load(path: Path, trust_pickle: bool) -> object:
     if trust_pickle:
         try:
@@ -193,7 +225,10 @@ def _torch_load(path: Path, trust_pickle: bool) -> object:
         except Exception as exc:  # noqa: BLE001 - any failure of a trusted unpickle is reported the same way
             raise CheckpointError(f"{path}: could not unpickle ({type(exc).__name__}: {exc})") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
+        with restricted_pickle.byte_budget(path.stat().st_size + CLAIM_SLACK_BYTES):
+            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
+    except restricted_pickle.RefusedTensor as exc:
+        raise CheckpointError(f"{path}: refused: {exc}; nothing was allocated for it") from None
     except restricted_pickle.RefusedGlobal as exc:
         names = _unsafe_globals(path) or [exc.name]
         raise UnsafeCheckpointError(
@@ -217,6 +252,8 @@ def _unsafe_globals(path: Path) -> list[str]:
             restricted_pickle.resolve(module, name)
         except restricted_pickle.RefusedGlobal:
             refused.append(full)
+        except restricted_pickle.RefusedTensor:
+            continue  # refused, but not because it could run code
     return refused
 
 
