@@ -7,7 +7,9 @@ calibration reader both index folders here, so they agree on what a folder holds
 
 Differences from ``ImageFolder``: folders and files whose names start with ``.`` are skipped
 (``.ipynb_checkpoints`` and the like), and a class folder without images is allowed (its class
-keeps its index and is reported with zero images).
+keeps its index and is reported with zero images). Symbolic links to folders are followed, but
+each real folder is read once per index: a link back up the tree (a loop, which made the walk
+inflate counts or never end) or to a folder already read is skipped.
 """
 
 from __future__ import annotations
@@ -61,10 +63,13 @@ def index_image_folder(root: str | Path, class_names: Sequence[str] | None = Non
     if not classes:
         raise EvaluationError(f"{root}: no class folders (expected {root}/<class>/<image> files)")
     samples: list[tuple[Path, int]] = []
+    # The root and every class folder are known from the start: a link inside one class folder
+    # back to the root or to another class would count that class's images twice, as this class.
+    seen = {_identity(folder) for folder in [root, *(root / name for name in classes)]} - {None}
     for index, name in enumerate(classes):
         folder = root / name
         if folder.is_dir():
-            samples += [(path, index) for path in images_under(folder)]
+            samples += [(path, index) for path in _walk(folder, seen)]
     if not samples:
         raise EvaluationError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
     return ImageFolderIndex(root, classes, samples)
@@ -79,11 +84,33 @@ def labels_fit_folders(labels: Sequence[str] | None, folders: Sequence[str]) -> 
     return labels is not None and len(set(labels)) == len(labels) and set(folders) <= set(labels)
 
 
+def _identity(path: str | Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:  # a dangling link or a folder we may not read: nothing to walk
+        return None
+    return info.st_dev, info.st_ino
+
+
 def images_under(folder: Path) -> list[Path]:
-    """Every image file below ``folder`` (recursively), hidden files and folders skipped, in walk order."""
+    """Every image file below ``folder`` (recursively), hidden files and folders skipped, in walk order.
+
+    Linked folders are followed, each real folder once (symlink loops end).
+    """
+    return _walk(folder, {_identity(folder)} - {None})
+
+
+def _walk(folder: Path, seen: set) -> list[Path]:
+    """Images below ``folder``, never entering a folder whose (device, inode) is in ``seen`` (updated)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            identity = _identity(os.path.join(dirpath, name))
+            if identity is not None and identity not in seen:
+                seen.add(identity)
+                keep.append(name)
+        dirnames[:] = keep
         found += [
             Path(dirpath) / name
             for name in sorted(filenames)

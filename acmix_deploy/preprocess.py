@@ -8,6 +8,7 @@ or NCHW/CHW float arrays that are already preprocessed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,10 +49,29 @@ def to_rgb(img: Image.Image) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        img = _float_to_gray(np.asarray(img, dtype=np.float64))
     try:
         return img.convert("RGB")
     except ValueError as exc:
         raise ImageError(f"cannot convert a {img.mode} image to RGB ({exc})") from None
+
+
+def _float_to_gray(arr: np.ndarray) -> Image.Image:
+    """A float ('F' mode, e.g. a 32-bit TIFF) image as 8-bit grey.
+
+    Float images conventionally hold intensities in 0..1 (PIL's own conversion assumes 0..255
+    and turned them all black); values in 0..1 are scaled by 255, others are taken as 0..255 and
+    clipped, with a warning.
+    """
+    if not np.isfinite(arr).all():
+        raise ImageError("float image contains NaN or Inf")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo >= 0.0 and hi <= 1.0:
+        arr = arr * 255.0
+    elif lo < 0.0 or hi > 255.0:
+        warnings.warn(f"float image with values in {lo:g}..{hi:g}: clipped to 0..255", stacklevel=4)
+    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
 def resize_center_crop(img: Image.Image, pre: Preprocessing) -> Image.Image:
