@@ -16,6 +16,11 @@ the config's ``max_batch_size``, or whose class names differ from ``labels.txt``
 than silently changing what the model serves. Metadata comes from
 :func:`acmix_deploy.manifest.read_manifest`: an engine's batch limits are those of its optimisation
 profile, not those of the ONNX it was built from.
+
+Nothing is written outside ``REPO``: model names are plain names (letters, digits, ``_ . -``, not
+starting with a dot: no separators, no ``..``, not hidden), a model folder that is a symbolic
+link or not a folder is refused, and an ONNX model's input/output names and class count are
+checked against its graph, so the config names tensors the model has.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ PLATFORMS = {
     ".engine": ("tensorrt_plan", "model.plan"),
 }
 DEFAULT_PREFERRED = (4, 8)
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 class TritonError(AcmixDeployError):
@@ -63,13 +69,67 @@ def external_data_files(model: Path) -> list[str]:
         TritonError: a location escapes the model's folder (absolute, ``..``, or a link out of it)
             or names a file that is not there: ONNX Runtime would refuse (or read outside) it.
     """
+    return _external_data(model, _onnx_proto(model))
+
+
+def _onnx_proto(model: Path):
+    import onnx
+
+    try:
+        return onnx.load(str(model), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
+        raise TritonError(f"{model}: not a readable ONNX model ({type(exc).__name__})") from None
+
+
+def check_graph(model: Path, proto, manifest: Manifest) -> None:
+    """Refuse a manifest whose tensor names or class count are not those of the ONNX graph.
+
+    Raises:
+        TritonError: the input/output named in the manifest are not the graph's, or the output is
+            not ``(batch, num_classes)``.
+    """
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i.name for i in proto.graph.input if i.name not in initializers]
+    outputs = {o.name: o for o in proto.graph.output}
+    if inputs != [manifest.input_name]:
+        raise TritonError(f"{model}: the manifest's input {manifest.input_name!r} is not the graph's {inputs}")
+    if manifest.output_name not in outputs:
+        raise TritonError(
+            f"{model}: the manifest's output {manifest.output_name!r} is not in the graph's {list(outputs)}"[:300]
+        )
+    dims = outputs[manifest.output_name].type.tensor_type.shape.dim
+    width = dims[-1].dim_value if len(dims) == 2 and dims[-1].HasField("dim_value") else None
+    if width != manifest.num_classes:
+        shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+        raise TritonError(
+            f"{model}: output {manifest.output_name!r} has shape {shape}, not (batch, {manifest.num_classes}) "
+            "as the manifest says"
+        )
+
+
+def model_name(name: str | None, artifact: Path) -> str:
+    """The model's name: ``name`` when given (checked), else the artifact's file name up to its first dot.
+
+    Raises:
+        TritonError: not a plain name (separators, ``..``, hidden, empty or over 128 characters).
+    """
+    if name is None:
+        derived = re.sub(r"[^A-Za-z0-9_.-]", "_", artifact.name.lstrip(".").split(".")[0])
+        if not MODEL_NAME.fullmatch(derived):
+            raise TritonError(f"{artifact}: cannot derive a model name from the file name; pass --name")
+        return derived
+    if not MODEL_NAME.fullmatch(name):
+        raise TritonError(
+            f"--name {name!r}: a model name is letters, digits, _ . - (not starting with a dot, "
+            "no separators, at most 128 characters)"
+        )
+    return name
+
+
+def _external_data(model: Path, proto) -> list[str]:
     import onnx
     from onnx.external_data_helper import ExternalDataInfo
 
-    try:
-        proto = onnx.load(str(model), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
-        raise TritonError(f"{model}: not a readable ONNX model ({type(exc).__name__})") from None
     folder = model.parent.resolve()
     locations: list[str] = []
     for tensor in _all_tensors(proto):
@@ -186,15 +246,22 @@ def write_triton_repository(
         raise TritonError(f"--kind must be cpu or gpu, got {kind!r}")
     if ort_tensorrt and platform != "onnxruntime_onnx":
         raise TritonError("the ORT TensorRT accelerator applies to ONNX models only")
-    name = name or re.sub(r"[^A-Za-z0-9_.-]", "_", artifact.name.split(".")[0])
+    name = model_name(name, artifact)
     model_dir = repo / name
+    if model_dir.is_symlink() or (model_dir.exists() and not model_dir.is_dir()):
+        raise TritonError(f"{model_dir} is a link or not a folder; remove it or use another --name")
     existing_path = model_dir / "config.pbtxt"
     existing = _read_text(existing_path) if existing_path.is_file() else None
     current = read_settings(existing) if existing is not None else None
     if platform == "tensorrt_plan" and (kind or (current.kind if current else "cpu")) != "gpu":
         raise TritonError("TensorRT plans run on GPUs: use --kind gpu")
     manifest = _served_manifest(artifact)
-    data_files = external_data_files(artifact) if platform == "onnxruntime_onnx" else []
+    data_files = []
+    if platform == "onnxruntime_onnx":
+        proto = _onnx_proto(artifact)
+        check_graph(artifact, proto, manifest)
+        data_files = _external_data(artifact, proto)
+        del proto
     if filename in data_files:
         raise TritonError(f"{artifact}: an external data file is named {filename}, the name Triton gives the model")
 
@@ -259,7 +326,8 @@ def _check_fits(existing: str, config: str, path: Path, *, rewrite: bool, unders
 
 def _add_version(model_dir: Path, artifact: Path, filename: str, data_files: list[str]) -> int:
     """Copy the artifact (and its external data) into the next version folder, which appears whole or not at all."""
-    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+    # Every numbered entry counts, folders or not: a stray file named 3 must not make version 3 fail.
+    versions = [int(p.name) for p in model_dir.glob("*") if p.name.isascii() and p.name.isdigit()]
     version = max(versions, default=0) + 1
     try:
         model_dir.mkdir(parents=True, exist_ok=True)

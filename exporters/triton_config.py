@@ -1,10 +1,13 @@
 """Triton ``config.pbtxt`` for our artifacts: written from a manifest and serving settings, and read back.
 
 The config is protobuf text written without a protobuf dependency (the tests parse it with
-Triton's own ``ModelConfig`` schema). Reading back covers what this module writes: the serving
-settings of a config it produced, so that adding a version to a model keeps them. A config that
-does not come out again identically from the settings read back was edited by hand (or describes
-another artifact); callers then keep it untouched or refuse to change it, never rewrite it.
+Triton's own ``ModelConfig`` schema): every string is escaped by ``triton_check.quote`` and the
+text is read back by ``triton_check.check_config`` before it is returned, so a config that would
+say anything other than what was meant (another backend, extra fields) is never written.
+Reading back covers what this module writes: the serving settings of a config it produced, so
+that adding a version to a model keeps them. A config that does not come out again identically
+from the settings read back was edited by hand (or describes another artifact); callers then
+keep it untouched or refuse to change it, never rewrite it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from acmix_deploy.manifest import Manifest
+
+from .triton_check import ConfigTextError, check_config, quote
 
 # ORT's TensorRT accelerator in Triton takes the precision to build its engines in.
 PRECISION_MODES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
@@ -44,10 +49,11 @@ def config_text(name: str, platform: str, manifest: Manifest, settings: ServingS
     in_dims, out_dims = [3, size, size], [classes]
     if fixed:
         in_dims, out_dims = [manifest.batch.max, *in_dims], [manifest.batch.max, *out_dims]
+    max_batch = 0 if fixed else settings.max_batch
     lines = [
-        f'name: "{name}"',
-        f'platform: "{platform}"',
-        f"max_batch_size: {0 if fixed else settings.max_batch}",
+        f"name: {quote(name)}",
+        f"platform: {quote(platform)}",
+        f"max_batch_size: {max_batch}",
         *_tensor("input", manifest.input_name, in_dims, before_dims=["format: FORMAT_NCHW"]),
         *_tensor("output", manifest.output_name, out_dims, after_dims=['label_filename: "labels.txt"']),
         "instance_group [",
@@ -71,24 +77,37 @@ def config_text(name: str, platform: str, manifest: Manifest, settings: ServingS
             "    gpu_execution_accelerator: [",
             "      {",
             '        name: "tensorrt"',
-            f'        parameters {{ key: "precision_mode" value: "{settings.ort_precision}" }}',
+            f'        parameters {{ key: "precision_mode" value: {quote(settings.ort_precision)} }}',
             '        parameters { key: "max_workspace_size_bytes" value: "4294967296" }',
             "      }",
             "    ]",
             "  }",
             "}",
         ]
-    pre = json.dumps(manifest.preprocessing.to_dict()).replace('"', '\\"')
-    lines += ["parameters {", '  key: "acmix_deploy.preprocessing"', f'  value {{ string_value: "{pre}" }}', "}"]
+    pre = json.dumps(manifest.preprocessing.to_dict())
+    lines += ["parameters {", '  key: "acmix_deploy.preprocessing"', f"  value {{ string_value: {quote(pre)} }}", "}"]
     if settings.warmup:
         lines += _warmup(manifest.input_name, in_dims, 0 if fixed else 1)
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    try:
+        check_config(
+            text,
+            name=name,
+            platform=platform,
+            max_batch=max_batch,
+            tensors={"input": (manifest.input_name, in_dims), "output": (manifest.output_name, out_dims)},
+            parameters={"acmix_deploy.preprocessing": pre},
+            warmup_input=manifest.input_name if settings.warmup else None,
+        )
+    except ConfigTextError as exc:
+        raise ConfigTextError(f"the config written for {name!r} does not read back as meant ({exc})") from None
+    return text
 
 
 def _tensor(
     section: str, name: str, dims: list[int], *, before_dims: Sequence[str] = (), after_dims: Sequence[str] = ()
 ) -> list[str]:
-    fields = [f'name: "{name}"', "data_type: TYPE_FP32", *before_dims, f"dims: [ {', '.join(map(str, dims))} ]"]
+    fields = [f"name: {quote(name)}", "data_type: TYPE_FP32", *before_dims, f"dims: [ {', '.join(map(str, dims))} ]"]
     return [f"{section} [", "  {", *(f"    {f}" for f in [*fields, *after_dims]), "  }", "]"]
 
 
@@ -99,7 +118,7 @@ def _warmup(input_name: str, dims: list[int], batch_size: int) -> list[str]:
         '    name: "random_input"',
         f"    batch_size: {batch_size}",
         "    inputs {",
-        f'      key: "{input_name}"',
+        f"      key: {quote(input_name)}",
         "      value {",
         "        data_type: TYPE_FP32",
         f"        dims: [ {', '.join(map(str, dims))} ]",
