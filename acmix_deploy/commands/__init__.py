@@ -5,7 +5,7 @@ holds the vocabulary every command shares). Modules import only typer and light 
 import time, so ``acmix-deploy --help`` loads no heavy package.
 """
 
-from . import checkpoints, export, measure, run
+from . import checkpoints, export, measure, run, serve
 
 # Help lists the commands in this order.
 COMMANDS = (
@@ -20,6 +20,7 @@ COMMANDS = (
     export.triton,
     export.build,
     run.evaluate,
+    serve.serve,
 )
 
 __all__ = ["COMMANDS"]
