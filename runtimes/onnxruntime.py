@@ -130,16 +130,32 @@ class OnnxRuntimeRunner(Runner):
         if len(inputs) != 1 or len(outputs) < 1:
             raise RunnerError(f"{self.path}: expected one image input, found {len(inputs)} inputs")
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
-        return self._manifest_from_model(inputs[0], outputs[0])
+        return self._manifest_from_model(inputs[0], outputs)
 
-    def _manifest_from_model(self, inp, out) -> Manifest:
+    def _manifest_from_model(self, inp, outputs) -> Manifest:
         manifest = find_manifest(self.path)
         if manifest is None:
-            manifest = self._generic_manifest(inp, out)
+            return self._checked(self._generic_manifest(inp, outputs[0]), inp, outputs[0])
+        out = next((o for o in outputs if o.name == manifest.output_name), None)
+        if inp.name != manifest.input_name or out is None:
+            raise ManifestError(
+                f"{self.path}: the graph (input {inp.name!r}, outputs {[o.name for o in outputs]}) does not match the "
+                f"manifest (input {manifest.input_name!r}, output {manifest.output_name!r})"[:300]
+            )
+        self.output_name = out.name
+        return self._checked(manifest, inp, out)
+
+    def _checked(self, manifest: Manifest, inp, out) -> Manifest:
+        """The manifest, once the graph's input and output shapes agree with it (size, 2-D output, class count)."""
         shape = inp.shape
         if len(shape) != 4 or shape[1] != 3 or shape[2] != manifest.img_size or shape[3] != manifest.img_size:
             raise ManifestError(
                 f"{self.path}: input shape {shape} does not match the manifest ({manifest.img_size} px)"
+            )
+        out_shape = out.shape
+        if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != manifest.num_classes):
+            raise ManifestError(
+                f"{self.path}: output shape {out_shape} does not match the manifest: (batch, {manifest.num_classes})"
             )
         return manifest
 
