@@ -196,7 +196,21 @@ class Server:
             strict=True,
         )
         with server_environment():
-            self._triton.run()
+            try:
+                self._triton.run()
+            except Exception as exc:  # noqa: BLE001 - PyTriton raises client, timeout and runtime errors
+                raise ServingError(f"Triton could not start the models: {_cause(exc)}") from None
+        for model in (self.name, self.image_model):  # PyTriton only logs a model that failed to load
+            if not self._model_ready(model):
+                raise ServingError(f"model {model} did not load{self._log_tail()}")
+
+    def _model_ready(self, model: str, timeout_s: float = 10.0) -> bool:
+        url = f"{self.endpoints['http']}/v2/models/{model}/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                return response.status == 200
+        except OSError:  # urllib's HTTPError (400: not ready) and connection errors
+            return False
 
     def is_alive(self) -> bool:
         return self._triton is not None and self._triton.is_alive()
@@ -231,7 +245,8 @@ class Server:
         if log is None or not log.is_file():
             return ""
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-        return f": {lines[-1][:300]}" if lines else ""
+        errors = [line for line in lines if line.startswith("E")] or lines  # Triton marks error lines E<date>
+        return f" (Triton: {errors[-1][:300]})" if errors else ""
 
     def describe(self) -> list[str]:
         """The lines ``serve`` prints once ready: endpoints, then the models and how they batch."""
@@ -250,6 +265,13 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _cause(exc: BaseException) -> str:
+    """The line of a (remote) traceback that says what went wrong: its last ``SomeError: ...`` line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return ((causes or lines or [type(exc).__name__])[-1])[:300]
 
 
 def serve(

@@ -216,3 +216,20 @@ def test_busy_port_and_too_large_batch_are_refused_before_starting(server, demo_
         Server(demo_onnx, ServeOptions(max_batch=DEMO_MAX_BATCH + 1, **ports)).start()
     with pytest.raises(ServingError, match="model name"):
         Server(demo_onnx, ServeOptions(name="no spaces"))
+
+
+def test_without_the_library_path_fix_another_python_build_fails_clearly(demo_onnx, monkeypatch):
+    """The pitfall the fix exists for: the backend stub links the system's libpython; our stdlib differs."""
+    import contextlib
+
+    from acmix_deploy.serving import server as server_module
+    from acmix_deploy.serving.environment import interpreter_library_dir
+
+    libdir = interpreter_library_dir()
+    if libdir is None or str(libdir).startswith("/usr/"):
+        pytest.skip("this interpreter is the system's build: the stub's libpython matches it anyway")
+    monkeypatch.setattr(server_module, "server_environment", contextlib.nullcontext)
+    ports = dict(zip(("http_port", "grpc_port", "metrics_port"), free_ports(3), strict=True))
+    with pytest.raises(ServingError, match="_recursion_count") as info:
+        Server(demo_onnx, ServeOptions(exit_timeout_s=1, **ports)).start()
+    assert "\n" not in str(info.value)
