@@ -11,6 +11,7 @@ path applies to anything else it shows: control and format characters become vis
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -20,6 +21,8 @@ from typing import Any
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 MAX_SHOWN_CHARS = 4096  # a longer artifact string is cut when shown
 MAX_DEPTH = 32  # nesting shown before a structure is cut (self-referencing containers end here too)
+# A name that becomes one path component inside an output folder: no separators, no "..", not hidden.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
 
 
 def _unsafe(char: str) -> bool:
@@ -29,6 +32,16 @@ def _unsafe(char: str) -> bool:
 def is_printable(text: object) -> bool:
     """True for a string without control, format, separator or unassigned characters (spaces allowed)."""
     return isinstance(text, str) and not any(_unsafe(c) for c in text)
+
+
+def plain_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be one file or folder name inside an output folder, or None when it can."""
+    if PLAIN_NAME.fullmatch(name) and ".." not in name:
+        return None
+    return (
+        f"{safe_text(repr(name), 80)} is not a plain name (letters, digits, _ . + -; "
+        "not starting with a dot, no separators or '..', at most 128 characters)"
+    )
 
 
 def _escape(char: str) -> str:
@@ -69,4 +82,12 @@ def safe_value(value: Any, *, _depth: int = 0) -> Any:
     return safe_text(repr(value))
 
 
-__all__ = ["MAX_DEPTH", "MAX_SHOWN_CHARS", "is_printable", "safe_text", "safe_value"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_SHOWN_CHARS",
+    "PLAIN_NAME",
+    "is_printable",
+    "plain_name_problem",
+    "safe_text",
+    "safe_value",
+]

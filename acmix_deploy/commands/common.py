@@ -10,6 +10,7 @@ classes; ``-o/--output`` is a file written, ``-o/--output-dir`` a directory writ
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,22 +56,33 @@ def require_files(paths: list[Path]) -> None:
             raise AcmixDeployError(f"{path}: no such file")
 
 
-def ints(text: str, option: str) -> list[int]:
-    """``"1,8,32"`` -> ``[1, 8, 32]``: positive integers."""
+MAX_BATCH_OPTION = 1 << 16  # batch sizes beyond this only ask the allocator for absurd amounts
+MAX_IMG_SIZE_OPTION = 4096  # as manifests and checkpoint metadata
+
+
+def ints(text: str, option: str, maximum: int = MAX_BATCH_OPTION) -> list[int]:
+    """``"1,8,32"`` -> ``[1, 8, 32]``: integers in 1..``maximum``."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"{option} expects comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise UsageError(f"{option} expects positive integers, got {text!r}")
+    if not values or any(not 1 <= v <= maximum for v in values):
+        raise UsageError(f"{option} expects integers in 1..{maximum}, got {text!r}")
     return values
 
 
 def at_least(minimum: float, **values: float | None) -> None:
-    """Refuse (usage) a value below ``minimum``; the keywords are the option names, ``_`` for ``-``."""
+    """Refuse (usage) a value below ``minimum``, NaN or infinite; the keywords are the option names, ``_`` for ``-``."""
     for name, value in values.items():
-        if value is not None and value < minimum:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+        if value is not None and (not math.isfinite(value) or value < minimum):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number >= {minimum}, got {value}")
+
+
+def within(minimum: float, maximum: float, **values: float | None) -> None:
+    """Refuse (usage) a value outside ``minimum..maximum`` (NaN and infinities included)."""
+    for name, value in values.items():
+        if value is not None and not minimum <= value <= maximum:  # False for NaN
+            raise UsageError(f"--{name.replace('_', '-')} must be in {minimum}..{maximum}, got {value}")
 
 
 def print_json(payload: Any) -> None:

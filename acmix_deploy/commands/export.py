@@ -13,6 +13,8 @@ from acmix_deploy.exporters.triton_config import KINDS
 from acmix_deploy.runtimes.tensorrt_compat import HARDWARE_LEVELS
 
 from .common import (
+    MAX_BATCH_OPTION,
+    MAX_IMG_SIZE_OPTION,
     JsonFlag,
     Labels,
     TrustPickle,
@@ -23,6 +25,7 @@ from .common import (
     require_files,
     show,
     stage_printer,
+    within,
 )
 
 Int8Target = Literal[INT8_TARGETS]
@@ -58,8 +61,13 @@ def export(
     """Rewrite, export to ONNX, optimise, check and prove parity against the checkpoint's own model."""
     from acmix_deploy.exporters import pipeline
     from acmix_deploy.labels import read_labels
+    from acmix_deploy.text import plain_name_problem
 
-    names = tuple(read_labels(labels)) if labels is not None else None
+    if name is not None and (problem := plain_name_problem(name)):  # "../x" wrote outside --output-dir
+        raise UsageError(f"--name {problem}")
+    within(1, MAX_IMG_SIZE_OPTION, img_size=img_size)  # 10^9 asked the allocator for 10^18 bytes
+    within(1, MAX_BATCH_OPTION, max_batch=max_batch, batch=batch)
+    names = tuple(read_labels(labels)) if labels is not None else None  # refused before any work
     onnx = pipeline.OnnxSettings(
         opset=opset,
         batch=batch,
