@@ -35,6 +35,7 @@ import typer
 from acmix_deploy.commands import COMMANDS
 from acmix_deploy.commands.common import EXIT_FAILURE, EXIT_USAGE, USAGE_ERRORS
 from acmix_deploy.errors import AcmixDeployError
+from acmix_deploy.text import safe_text
 
 app = typer.Typer(
     name="acmix-deploy",
@@ -131,7 +132,7 @@ def main() -> None:
     except AcmixDeployError as exc:
         if _state["debug"]:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {safe_text(exc)}", err=True)  # messages quote file names and artifact strings
         sys.exit(EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILURE)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -145,7 +146,7 @@ def main() -> None:
             sys.exit(EXIT_FAILURE)
         if _state["debug"]:
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        typer.echo(f"error: {type(exc).__name__}: {safe_text(exc)} (run with --debug for the traceback)", err=True)
         sys.exit(EXIT_FAILURE)
 
 

@@ -56,10 +56,9 @@ def safe_text(text: object, limit: int = MAX_SHOWN_CHARS) -> str:
     text = text if isinstance(text, str) else str(text)
     cut = len(text) > limit
     text = text[:limit]
-    if not cut and not any(_unsafe(c) or c == "\\" for c in text):
+    if not cut and not any(_unsafe(c) for c in text):
         return text
-    # Backslashes are escaped too, so a name cannot pretend to be an escape sequence we produced.
-    shown = "".join("\\\\" if c == "\\" else _escape(c) if _unsafe(c) else c for c in text)
+    shown = "".join(_escape(c) if _unsafe(c) else c for c in text)
     return shown + ("..." if cut else "")
 
 

@@ -46,3 +46,12 @@ def test_export_labels_file_is_refused_before_the_export_runs(small_artifacts, t
     proc = _bounded("export", str(small_artifacts["checkpoint"]), "-o", str(out), "--labels", str(labels))
     assert_clean_error(proc, 1, "line 1")
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_error_lines_show_control_characters_escaped(tmp_path):
+    image = tmp_path / "img.png"
+    image.write_bytes(b"")
+    evil = tmp_path / "x\x1b]0;owned\x07\x1b[2J\r.onnx"
+    proc = _bounded("predict", str(evil), str(image))
+    assert proc.returncode != 0 and "\\x1b]0;owned\\x07" in proc.stderr
+    assert "\x1b" not in proc.stderr and "\r" not in proc.stderr and "\x07" not in proc.stderr
