@@ -242,3 +242,69 @@ def test_engine_is_a_plain_plan_and_mismatches_are_refused(trt, workdir, timing_
     sidecar_path(engine).write_text(json.dumps(sidecar))
     with TensorRTRunner(engine) as runner:
         assert runner.manifest.num_classes == 10
+
+
+def test_several_profiles_serve_every_batch_on_the_profile_that_holds_it(trt, workdir, timing_cache, request):
+    """1:1:4 and 8:16:32: the runner switches profiles per batch and splits batches in the gap (5..7)."""
+    from acmix_deploy.exporters.tensorrt import build_engine
+    from acmix_deploy.manifest import read_manifest
+    from acmix_deploy.runtimes.tensorrt import TensorRTRunner, engine_profiles
+
+    onnx_path = _fp32_onnx("digits_r26", workdir)
+    engine = workdir / "digits_r26.profiles.engine"
+    report = build_engine(onnx_path, engine, profiles=["1:1:4", "8:16:32"], timing_cache=timing_cache, force=True)
+    assert any("5..7 fall between" in w for w in report.warnings)
+    assert read_manifest(engine).batch.max == 4  # what Triton is told: no batch a profile lacks
+    x, _ = _inputs("digits_r26", onnx_path, request)
+    ref = _ort_logits(onnx_path, x[:40])
+    scale = max(1.0, float(np.abs(ref).max()))
+    with TensorRTRunner(engine) as runner:
+        assert runner.batch_limits == (1, 32) and len(engine_profiles(runner.sidecar)) == 2
+        assert runner._engine.num_optimization_profiles == 2
+        for n in (1, 4, 6, 8, 16, 32, 40, 3):  # 6 = 4 + 2, 40 = 32 + 8; back to profile 0 at the end
+            assert np.abs(runner.infer(x[:n]) - ref[:n]).max() <= FP32_REL_ATOL * scale, n
+    with TensorRTRunner(engine, cuda_graph=True) as runner:
+        for n in (2, 16, 2):
+            assert np.abs(runner.infer(x[:n]) - ref[:n]).max() <= FP32_REL_ATOL * scale, n
+
+
+@pytest.mark.parametrize("hardware", ["ampere-plus", "same-compute-capability"])
+def test_portable_engines_record_and_load(trt, workdir, timing_cache, request, hardware):
+    """Version-compatible + hardware-compatible builds run here and say so in the sidecar (other GPUs/releases:
+    the rules are unit-tested on CPU; moving an engine between machines is not tested here)."""
+    from acmix_deploy.exporters.tensorrt import BuildError, build_engine
+    from acmix_deploy.manifest import read_engine_sidecar
+    from acmix_deploy.runtimes.tensorrt import TensorRTRunner
+
+    torch = pytest.importorskip("torch")
+    if hardware == "ampere-plus" and torch.cuda.get_device_capability()[0] < 8:
+        pytest.skip("ampere-plus engines are built on Ampere or newer GPUs")
+    onnx_path = _fp32_onnx("digits_r26", workdir)
+    engine = workdir / f"digits_r26.{hardware}.engine"
+    try:
+        build_engine(onnx_path, engine, version_compatible=True, hardware_compatibility=hardware,
+                     max_batch=8, timing_cache=timing_cache, force=True)  # fmt: skip
+    except BuildError as exc:
+        if "has no same-compute-capability" in str(exc):
+            pytest.skip(str(exc))  # TensorRT 10.0 lacks that level
+        raise
+    builder = read_engine_sidecar(engine).builder
+    assert builder["version_compatible"] and builder["hardware_compatibility"] == hardware
+    x, _ = _inputs("digits_r26", onnx_path, request)
+    ref = _ort_logits(onnx_path, x[:8])
+    with TensorRTRunner(engine) as runner:  # engine_host_code_allowed is set for the embedded lean runtime
+        assert np.abs(runner.infer(x[:8]) - ref).max() <= FP32_REL_ATOL * max(1.0, float(np.abs(ref).max()))
+
+
+def test_profile_engine_folds_layer_times_onto_blocks_and_branches(trt, workdir, timing_cache):
+    from acmix_deploy.exporters.tensorrt import build_engine
+    from acmix_deploy.profiling.engine_layers import profile_engine
+
+    engine = workdir / "digits_r26.layers.engine"
+    build_engine(_fp32_onnx("digits_r26", workdir), engine, inspector_json=True, max_batch=8,
+                 timing_cache=timing_cache, force=True)  # fmt: skip
+    result = profile_engine(engine, iterations=3, batch=2)
+    print(result.table())
+    attributed = {branch for split in result.branches.values() for branch in split}
+    assert attributed & {"attention", "convolution", "projection"}, attributed  # ACmix branches reached
+    assert abs(sum(sum(s.values()) for s in result.branches.values()) - result.total_ms) < 1e-6
