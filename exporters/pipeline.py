@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from acmix_deploy.errors import AcmixDeployError
 from acmix_deploy.manifest import sidecar_path
+from acmix_deploy.text import plain_name_problem
 
 if TYPE_CHECKING:
     from .onnx import ExportReport as OnnxExportReport
@@ -207,8 +208,10 @@ def plan_export(
     """Check the options and name every output of :func:`export` (nothing is read or written).
 
     Raises:
-        ExportOptionsError: bad or contradicting options.
+        ExportOptionsError: bad or contradicting options, or a name that would write outside ``output_dir``.
     """
+    if name is not None and (problem := plain_name_problem(name)):
+        raise ExportOptionsError(f"name {name!r}: {problem}")
     precisions = parse_precisions(precision)
     check_options(precisions, format, onnx, int8)
     checkpoint = Path(checkpoint)
@@ -405,15 +408,9 @@ def _variant(
     if int8.target == "cpu-dynamic":
         return to_int8_dynamic(source, path, force=force, eval_dir=eval_data)
     return to_int8(
-        source,
-        path,
-        calibration=int8.calibration,
-        samples=int8.samples,
-        method=int8.method,
-        target=int8.target,
-        force=force,
-        eval_dir=eval_data,
-    )
+        source, path, calibration=int8.calibration, samples=int8.samples, method=int8.method, target=int8.target,
+        force=force, eval_dir=eval_data,
+    )  # fmt: skip
 
 
 def remove_intermediates(plan: ExportPlan, written: Sequence[Path]) -> int:

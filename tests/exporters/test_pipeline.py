@@ -179,3 +179,15 @@ def test_a_failing_variant_leaves_the_finished_fp32_artifact(small_artifacts, tm
     assert isinstance(info.value, AcmixDeployError)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib", "small.onnx", "small.onnx.json"]
     assert read_manifest(tmp_path / "small.onnx").precision == "fp32"
+
+
+def test_library_export_refuses_a_name_that_leaves_the_output_folder(tmp_path):
+    """export(name="../x") wrote outside output_dir; the CLI checked it, the library call did not."""
+    import pytest
+
+    from acmix_deploy.exporters.pipeline import ExportOptionsError, plan_export
+
+    for bad in ("../x", "/abs/x", "a/b", ".hidden", ""):
+        with pytest.raises(ExportOptionsError, match="name"):
+            plan_export(tmp_path / "m.pth", tmp_path / "out", name=bad)
+    assert plan_export(tmp_path / "m.pth", tmp_path / "out", name="ok").onnx == tmp_path / "out" / "ok.onnx"
