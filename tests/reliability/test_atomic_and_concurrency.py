@@ -70,20 +70,25 @@ def killed_while_writing(small_checkpoint, tmp_path_factory):
     old_onnx, old_json = b"known bytes of an older model" * 100, b'{"older": "manifest"}\n'
     (out / "x.onnx").write_bytes(old_onnx)
     (out / "x.onnx.json").write_bytes(old_json)
-    proc = _start_export(small_checkpoint, out, "--force", "--skip-latency")
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
     partial_seen = None
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        partial = [p.name for p in os.scandir(out) if p.name.endswith(".partial")]
-        if partial:
-            partial_seen = partial
+    for _attempt in range(5):  # the write window is milliseconds long: a poll can miss it on a quiet machine
+        (out / "x.onnx").write_bytes(old_onnx)
+        (out / "x.onnx.json").write_bytes(old_json)
+        proc = _start_export(small_checkpoint, out, "--force", "--skip-latency")
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda proc=proc, lines=lines: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            partial = [p.name for p in os.scandir(out) if p.name.endswith(".partial")]
+            if partial:
+                partial_seen = partial
+                break
+            time.sleep(0.0005)
+        _kill(proc)
+        reader.join(timeout=5)
+        if partial_seen:
             break
-        time.sleep(0.0005)
-    _kill(proc)
-    reader.join(timeout=5)
     return {"out": out, "old": (old_onnx, old_json), "partial_seen": partial_seen, "lines": lines}
 
 
