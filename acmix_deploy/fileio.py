@@ -140,3 +140,29 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_bounded_text(
+    path: Path, what: str, limit: int, *, error: type[AcmixDeployError] = AcmixDeployError, shown: str | None = None
+) -> str:
+    """The UTF-8 text of a small metadata file (sidecar, labels), refused in one line when it is not that.
+
+    Args:
+        path: the file.
+        what: how messages name it ("manifest sidecar", "labels file").
+        limit: the largest size accepted, in bytes (a multiple of 1 MiB reads best in messages).
+        error: the error type to raise.
+        shown: how messages show the path (default ``str(path)``; callers escape untrusted names).
+
+    Raises:
+        error: too large, not UTF-8, or unreadable.
+    """
+    name = str(path) if shown is None else shown
+    try:
+        if path.stat().st_size > limit:
+            raise error(f"{name}: {what} larger than {limit >> 20} MiB")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{name}: {what} is not UTF-8 text") from None
+    except OSError as exc:
+        raise error(f"{name}: cannot read {what} ({exc.strerror or exc})") from None

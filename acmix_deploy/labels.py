@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import AcmixDeployError
+from .fileio import read_bounded_text
 from .text import is_printable, safe_text
 
 MAX_LABEL_CHARS = 256  # one class name
@@ -34,14 +35,7 @@ def read_labels(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise AcmixDeployError(f"{safe_text(path)}: labels file not found")
-    try:
-        if path.stat().st_size > MAX_LABELS_FILE_BYTES:
-            raise AcmixDeployError(f"{safe_text(path)}: labels file larger than {MAX_LABELS_FILE_BYTES >> 20} MiB")
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise AcmixDeployError(f"{safe_text(path)}: labels file is not UTF-8 text") from None
-    except OSError as exc:
-        raise AcmixDeployError(f"{safe_text(path)}: cannot read labels file ({exc.strerror or exc})") from None
+    text = read_bounded_text(path, "labels file", MAX_LABELS_FILE_BYTES, shown=safe_text(path))
     names = []
     # split("\n"), not splitlines(): a \x1c or \u2028 inside a name is refused below, not a line break.
     for number, line in enumerate(text.split("\n"), 1):

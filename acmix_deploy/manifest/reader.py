@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from ..fileio import read_bounded_text
 from .engine import EngineSidecar
 from .onnx_metadata import OnnxMetadataError, read_onnx_metadata
 from .schema import MANIFEST_KEY, Manifest, ManifestError
@@ -32,14 +33,7 @@ def is_engine(path: str | Path) -> bool:
 
 
 def _read_json(path: Path, what: str) -> object:
-    try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            raise ManifestError(f"{path}: {what} larger than {MAX_SIDECAR_BYTES >> 20} MiB")
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ManifestError(f"{path}: {what} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    text = read_bounded_text(path, what, MAX_SIDECAR_BYTES, error=ManifestError)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
