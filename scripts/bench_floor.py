@@ -1,7 +1,7 @@
 """Deploy ONNX latency against this machine's fp32 GEMM floor, measured in one process.
 
 Usage: .venv/bin/python scripts/bench_floor.py [--models acmix_resnet50,acmix_swin_tiny] [--batches 1,8]
-        [--rounds 7] [--threads 2] [--onnx MODEL[:TAG]=PATH ...] [--keep DIR] [--json out.json]
+        [--rounds 7] [--threads 2] [--onnx MODEL[:TAG]=PATH ...] [--keep DIR] [--json out.json] [--bound]
 
 The floor of a model is its convolution + matrix-multiply work (MACs as ``acmix-deploy models``
 counts them, times the batch) at the best fp32 rate this machine reaches: a 2048³ MatMul in
@@ -9,6 +9,14 @@ ONNX Runtime, same session factory, same thread count. The GEMM probe is timed i
 the models (round after round, medians), so a neighbour's load moves the floor and the model
 together and the ratio stays meaningful on a shared machine. Random official-style weights,
 224 px; exports use ``validate=False`` (parity is the tests' job).
+
+``--bound`` answers "how close can this graph get?" instead: it runs each model under ONNX
+Runtime's node profiler (``--rounds`` profiled runs, each followed by one timed GEMM probe, so
+both see the same load) and splits the kernel time into the GEMM kernels (Conv, FusedConv,
+MatMul, FusedMatMul, Gemm, ORT's NCHWc Conv) and everything else. The GEMM kernels' own time
+over the floor is a lower bound on the ratio that no rewrite of the other operators can beat:
+``bound = gemm_kernel_ms / floor_ms``. Per GEMM shape it prints the achieved GFLOP/s against the
+2048³ rate, so it shows which shapes run below the probe's rate and by how much.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from acmix_deploy.runtimes.onnxruntime import ort_session
 from acmix_deploy.timing import time_interleaved
 
 GEMM_N = 2048
+GEMM_OPS = ("Conv", "FusedConv", "MatMul", "FusedMatMul", "Gemm")
 
 
 def gemm_probe(threads: int):
@@ -50,6 +59,132 @@ def gemm_probe(threads: int):
     session = ort_session(proto, threads=threads)
     feed = {"a": rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)}
     return session, feed
+
+
+def _prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
+    return out
+
+
+def _shapes(args: dict, key: str) -> list[list[int]]:
+    return [next(iter(item.values())) for item in args.get(key, [])]
+
+
+def kernel_macs(op: str, inputs: list[list[int]], outputs: list[list[int]]) -> int:
+    """Multiply-accumulates one GEMM-like kernel did, from the shapes ORT's profiler recorded.
+
+    Conv: output elements x (input channels a group x kernel taps), from the weight's shape
+    (ORT's NCHWc Conv has a blocked 5-D output whose element count is the same up to channel
+    padding). MatMul/FusedMatMul: output elements x K, K = (A's last two dims) / M, which holds
+    whether or not A is transposed. Gemm: output elements x (A's elements / M).
+    """
+    out = outputs[0]
+    if op in ("Conv", "FusedConv"):
+        return _prod(out) * _prod(inputs[1][1:])
+    a = inputs[0]
+    if len(a) < 2:
+        return _prod(out) * a[0]
+    m = out[-2] if len(out) >= 2 else 1
+    if op == "Gemm":
+        return _prod(out) * (_prod(a) // m)
+    return _prod(out) * (a[-1] * a[-2] // m)
+
+
+def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
+    """GEMM-kernel time vs total kernel time of one model (ORT profiler), and the GEMM rate alongside."""
+    import time
+
+    gemm, gemm_feed = gemm_probe(threads)
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    probe_s = []
+    with tempfile.TemporaryDirectory() as tmp:
+        session = ort_session(path, threads=threads, profile_prefix=Path(tmp) / "ort")
+        session.run(None, {"input": x})
+        gemm.run(None, gemm_feed)
+        runs = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            session.run(None, {"input": x})
+            runs.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            gemm.run(None, gemm_feed)
+            probe_s.append(time.perf_counter() - t0)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    model_runs = sorted(e["ts"] + e["dur"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+    skip_until = model_runs[0] if model_runs else 0  # the warm-up run
+    gflops = 2 * GEMM_N**3 / float(np.median(probe_s)) / 1e9
+    total_us, gemm_us, macs = 0.0, 0.0, 0
+    by_op: dict[str, float] = {}
+    shapes: dict[tuple, dict] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < skip_until:
+            continue
+        args = e.get("args", {})
+        op = args.get("op_name", "?")
+        total_us += e["dur"]
+        by_op[op] = by_op.get(op, 0.0) + e["dur"]
+        if op not in GEMM_OPS:
+            continue
+        ins, outs = _shapes(args, "input_type_shape"), _shapes(args, "output_type_shape")
+        n = kernel_macs(op, ins, outs)
+        gemm_us += e["dur"]
+        macs += n
+        key = (op, tuple(tuple(s) for s in ins[:2]), tuple(outs[0]))
+        entry = shapes.setdefault(key, {"us": 0.0, "macs": 0, "calls": 0})
+        entry["us"] += e["dur"]
+        entry["macs"] += n
+        entry["calls"] += 1
+    per_run = 1000.0 * rounds  # us summed over rounds -> ms per run
+    floor_ms = 2 * count_macs(name.split(":")[0], 224) * batch / (gflops * 1e9) * 1000
+    rows = []
+    for (op, ins, out), entry in sorted(shapes.items(), key=lambda kv: -kv[1]["us"]):
+        rate = 2 * entry["macs"] / (entry["us"] / 1e6) / 1e9 if entry["us"] else 0.0
+        rows.append(
+            {
+                "op": op,
+                "inputs": [list(s) for s in ins],
+                "output": list(out),
+                "calls_per_run": entry["calls"] / rounds,
+                "ms_per_run": entry["us"] / per_run,
+                "gflops": rate,
+                "vs_gemm_rate": rate / gflops,
+            }
+        )
+    return {
+        "model": name,
+        "batch": batch,
+        "wall_ms": 1000.0 * float(np.median(runs)),
+        "kernel_ms": total_us / per_run,
+        "gemm_kernel_ms": gemm_us / per_run,
+        "gemm_kernel_gmac": macs / rounds / 1e9,
+        "floor_ms": floor_ms,
+        "gemm_gflops": gflops,
+        "bound_ratio": gemm_us / per_run / floor_ms,
+        "by_op_ms": {k: v / per_run for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
+        "shapes": rows,
+    }
+
+
+def print_bound(r: dict, top: int) -> None:
+    print(
+        f"{r['model']} batch {r['batch']}: wall {r['wall_ms']:.1f} ms (profiled), kernels {r['kernel_ms']:.1f} ms, "
+        f"GEMM kernels {r['gemm_kernel_ms']:.1f} ms ({r['gemm_kernel_gmac']:.2f} GMAC), floor {r['floor_ms']:.1f} ms "
+        f"at {r['gemm_gflops']:.0f} GFLOP/s"
+    )
+    print(
+        f"  bound: GEMM kernels alone are {r['bound_ratio']:.2f}x the floor; every other kernel "
+        f"({r['kernel_ms'] - r['gemm_kernel_ms']:.1f} ms) would have to cost nothing to reach it"
+    )
+    print("  by op: " + ", ".join(f"{k} {v:.1f}" for k, v in list(r["by_op_ms"].items())[:10]) + " (ms)")
+    print(f"  {'op':<12} {'calls':>5} {'ms':>7} {'GFLOP/s':>8} {'vs 2048^3':>9}  input shapes -> output")
+    for row in r["shapes"][:top]:
+        ins = " ".join("x".join(map(str, s)) for s in row["inputs"])
+        print(
+            f"  {row['op']:<12} {row['calls_per_run']:>5.0f} {row['ms_per_run']:>7.2f} {row['gflops']:>8.1f} "
+            f"{row['vs_gemm_rate']:>8.0%}  {ins} -> {'x'.join(map(str, row['output']))}"
+        )
 
 
 def export_deploy(name: str, workdir: Path) -> Path:
@@ -74,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", type=Path, help="write the exports to this folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="instead of latency: profile each model and report its GEMM kernels' time against the floor",
+    )
+    parser.add_argument("--top", type=int, default=12, help="--bound: GEMM shapes listed per model")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     batches = [int(b) for b in args.batches.split(",") if b]
@@ -85,6 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         paths = {m: Path(given[m]) if m in given else export_deploy(m, workdir) for m in models}
         paths.update({label: Path(p) for label, p in given.items() if ":" in label})
         models = list(paths)
+        if args.bound:
+            rows = []
+            for batch in batches:
+                for m in models:
+                    rows.append(bound(m, paths[m], batch, args.rounds, args.threads))
+                    print_bound(rows[-1], args.top)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=2))
+            return 0
         macs = {m: count_macs(m.split(":")[0], 224) for m in models}
         sessions = {m: ort_session(paths[m], threads=args.threads) for m in models}
         gemm, gemm_feed = gemm_probe(args.threads)
