@@ -1,17 +1,31 @@
-"""Throughput and latency through ``acmix-deploy serve`` (Triton, HTTP) against the in-process Predictor.
+"""Throughput and latency through ``acmix-deploy serve`` (Triton; HTTP and gRPC) against the in-process Predictor.
 
 For each concurrency level, that many client threads send batch-1 requests back to back for a fixed
-time; the same thread count then calls ``Predictor.infer`` in this process. Both sides run the same
-ONNX model on ONNX Runtime with the same thread setting, so the difference is what the server costs:
-HTTP, (de)serialisation, the Python backend's stub process and its shared-memory hand-off, and the
-dynamic batcher's wait.
+time and every request's latency is recorded. The sides, all at the same concurrency and with the
+same ONNX model on ONNX Runtime with the same intra-op thread setting:
 
-    python scripts/bench_serve.py [ARTIFACT.onnx] --concurrency 1,2,4,8 --seconds 5
+* ``http`` / ``grpc``: tritonclient threads against the Triton server (Triton's dynamic batcher on);
+* ``predictor``: the same number of threads calling ``Predictor.infer`` in this process;
+* ``batching``: those threads calling an in-process ``BatchingPredictor`` (same batch limit and
+  queue delay as the server's), i.e. micro-batching without a server.
+
+The server runs in its own process (a fresh interpreter, as ``acmix-deploy serve`` runs), so the clients'
+Python work does not compete with the server's handlers for this process's GIL. The sides run in
+turn, concurrency level by level, round after round (the order rotates each round), so a noisy
+neighbour hits them all alike; each cell reports the median over rounds of requests/s, p50 and p99.
+What the server costs is then the gap between ``http``/``grpc`` and ``predictor``: HTTP/gRPC and
+(de)serialisation, Triton's scheduler and dynamic batcher wait, the Python backend's stub process
+and the shared-memory/IPC hand-off to the process that runs the model.
+
+    python scripts/bench_serve.py [ARTIFACT] --concurrency 1,2,4,8 --seconds 3 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -21,18 +35,26 @@ from pathlib import Path
 
 import numpy as np
 
+SIDES = ("http", "grpc", "predictor", "batching")
 
-def run_clients(call, concurrency: int, seconds: float) -> tuple[float, float, float]:
-    """Requests per second, p50 and p99 latency (ms) of ``concurrency`` threads calling ``call(x)``."""
+
+def run_clients(make_send, concurrency: int, seconds: float, size: int) -> tuple[float, float, float, int]:
+    """Requests/s, p50 and p99 latency (ms) and request count of ``concurrency`` threads, batch-1 each."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
-    stop_at = [0.0]
+    errors: list[BaseException] = []
+    stop_at = [float("inf")]
     barrier = threading.Barrier(concurrency + 1)
 
     def work(i: int) -> None:
-        x = np.random.default_rng(i).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
-        send = call()
-        send(x)  # warm-up, untimed
+        x = np.random.default_rng(i).standard_normal((1, 3, size, size)).astype(np.float32)
+        try:
+            send = make_send()
+            send(x)  # warm-up (connection set-up), untimed
+        except BaseException as exc:  # noqa: BLE001 - reported after the barrier
+            errors.append(exc)
         barrier.wait()
+        if errors:
+            return
         while time.perf_counter() < stop_at[0]:
             t0 = time.perf_counter()
             send(x)
@@ -47,9 +69,11 @@ def run_clients(call, concurrency: int, seconds: float) -> tuple[float, float, f
     stop_at[0] = started + seconds
     for t in threads:
         t.join()
+    if errors:
+        raise errors[0]
     elapsed = time.perf_counter() - started
     flat = np.array([v for per in latencies for v in per]) * 1000
-    return len(flat) / elapsed, float(np.percentile(flat, 50)), float(np.percentile(flat, 99))
+    return len(flat) / elapsed, float(np.percentile(flat, 50)), float(np.percentile(flat, 99)), len(flat)
 
 
 def demo_onnx(folder: Path) -> Path:
@@ -61,62 +85,135 @@ def demo_onnx(folder: Path) -> Path:
     return path
 
 
+def serve_child(artifact: str, options: dict) -> None:
+    """The server's own process: start, print ``ready TOKEN MAX_BATCH``, serve until stdin closes."""
+    from acmix_deploy.serving import ServeOptions, Server
+
+    with Server(artifact, ServeOptions(**options)) as server:
+        print("ready", server.access_token, server.max_batch, flush=True)
+        sys.stdin.read()
+
+
+def start_server(artifact: Path, options: dict) -> tuple[subprocess.Popen, str, int]:
+    """Spawn :func:`serve_child` in a fresh interpreter; its process, access token and max batch."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-child", json.dumps([str(artifact), options])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = proc.stdout.readline().split()
+    if not line or line[0] != "ready":
+        proc.kill()
+        raise SystemExit(f"error: the server did not start (exit {proc.wait()})")
+    return proc, line[1], int(line[2])
+
+
+def model_stats(url: str, token: str, model: str = "bench") -> tuple[int, int]:
+    """Triton's (inference_count, execution_count) of ``model`` so far (statistics need PyTriton's token)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"http://{url}/v2/models/{model}/stats", headers={"triton-access-token": token})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        stats = json.loads(response.read())["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
 def main() -> int:
-    global SIZE
+    if sys.argv[1:2] == ["--serve-child"]:
+        serve_child(*json.loads(sys.argv[2]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("artifact", nargs="?", type=Path, help="ONNX model (default: the digits demo, exported)")
     parser.add_argument("--concurrency", default="1,2,4,8")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads, both sides")
-    parser.add_argument("--instances", type=int, default=2)
-    parser.add_argument("--max-queue-delay-us", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per cell (side x level x round)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sides", default=",".join(SIDES), help=f"any of {','.join(SIDES)}")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads, every side")
+    parser.add_argument("--instances", type=int, default=2, help="Triton model instances")
+    parser.add_argument("--max-queue-delay-us", type=int, default=500, help="server's and batching side's wait")
     parser.add_argument("--port", type=int, default=18650, help="HTTP port; gRPC and metrics take the next two")
     args = parser.parse_args()
+    sides = [s for s in args.sides.split(",") if s]
+    if not sides or set(sides) - set(SIDES):
+        parser.error(f"--sides: any of {','.join(SIDES)}")
+    import tritonclient.grpc as grpc
     import tritonclient.http as http
 
-    from acmix_deploy import Predictor
-    from acmix_deploy.serving import ServeOptions, Server
+    from acmix_deploy import BatchingPredictor, Predictor
 
     levels = [int(c) for c in args.concurrency.split(",")]
+    options = dict(
+        name="bench", http_port=args.port, grpc_port=args.port + 1, metrics_port=args.port + 2,
+        instances=args.instances, threads=args.threads, max_queue_delay_us=args.max_queue_delay_us,
+        exit_timeout_s=1,
+    )  # fmt: skip
+    cells: dict[tuple[str, int], list[tuple[float, float, float, int]]] = {}
+    served: dict[int, list[int]] = {c: [0, 0] for c in levels}  # requests, executions (HTTP + gRPC)
     with tempfile.TemporaryDirectory() as tmp:
         artifact = args.artifact or demo_onnx(Path(tmp))
-        options = ServeOptions(
-            name="bench", http_port=args.port, grpc_port=args.port + 1, metrics_port=args.port + 2,
-            instances=args.instances, threads=args.threads, max_queue_delay_us=args.max_queue_delay_us,
-            max_batch=None, exit_timeout_s=1,
-        )  # fmt: skip
-        rows = []
-        with Server(artifact, options) as server, Predictor.load(artifact, threads=args.threads) as predictor:
-            SIZE = predictor.manifest.img_size
-            url = server.endpoints["http"].removeprefix("http://")
+        proc, token, max_batch = start_server(artifact, options)
+        http_url, grpc_url = f"127.0.0.1:{args.port}", f"127.0.0.1:{args.port + 1}"
+        try:
+            with Predictor.load(artifact, threads=args.threads) as predictor:
+                size = predictor.manifest.img_size
+                batcher = BatchingPredictor(
+                    predictor, max_batch_size=max_batch, max_delay_ms=args.max_queue_delay_us / 1000, workers=2
+                )
 
-            def triton_caller():
-                client = http.InferenceServerClient(url, network_timeout=60)
+                def http_send():
+                    client = http.InferenceServerClient(http_url, network_timeout=60)
 
-                def send(x):
-                    inp = http.InferInput("input", list(x.shape), "FP32")
-                    inp.set_data_from_numpy(x)
-                    return client.infer("bench", [inp]).as_numpy("logits")
+                    def send(x):
+                        inp = http.InferInput("input", list(x.shape), "FP32")
+                        inp.set_data_from_numpy(x)
+                        return client.infer("bench", [inp]).as_numpy("logits")
 
-                return send
+                    return send
 
-            for c in levels:
-                served = run_clients(triton_caller, c, args.seconds)
-                local = run_clients(lambda: predictor.infer, c, args.seconds)
-                rows.append((c, served, local))
-            stats = server.statistics()["model_stats"][0]
-    print(f"{artifact.name}: ORT threads {args.threads}, {args.instances} instances, "
-          f"queue delay {args.max_queue_delay_us} us, {args.seconds:g} s per cell, batch-1 requests")  # fmt: skip
-    print("| clients | served req/s | served p50 ms | served p99 ms | in-process req/s | in-process p50 ms |"
-          " in-process p99 ms |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for c, (rps, p50, p99), (lrps, lp50, lp99) in rows:
-        print(f"| {c} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {lrps:.0f} | {lp50:.2f} | {lp99:.2f} |")
-    print(f"Triton: {stats['inference_count']} requests in {stats['execution_count']} executions")
+                def grpc_send():
+                    client = grpc.InferenceServerClient(grpc_url)
+
+                    def send(x):
+                        inp = grpc.InferInput("input", list(x.shape), "FP32")
+                        inp.set_data_from_numpy(x)
+                        return client.infer("bench", [inp]).as_numpy("logits")
+
+                    return send
+
+                makers = {
+                    "http": http_send, "grpc": grpc_send,
+                    "predictor": lambda: predictor.infer, "batching": lambda: batcher.infer,
+                }  # fmt: skip
+                for r in range(args.rounds):
+                    order = sides[r % len(sides) :] + sides[: r % len(sides)]
+                    for c in levels:
+                        for side in order:
+                            remote = side in ("http", "grpc")
+                            before = model_stats(http_url, token) if remote else (0, 0)
+                            cells.setdefault((side, c), []).append(run_clients(makers[side], c, args.seconds, size))
+                            after = model_stats(http_url, token) if remote else (0, 0)
+                            served[c] = [served[c][k] + after[k] - before[k] for k in range(2)]
+                batcher.close()
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=30)
+    print(f"{artifact.name} ({size} px): ORT intra-op threads {args.threads}, Triton {args.instances} instances, "
+          f"max batch {max_batch}, queue delay {args.max_queue_delay_us} us; batch-1 requests, "
+          f"{args.seconds:g} s per cell, median of {args.rounds} interleaved rounds")  # fmt: skip
+    print("| clients | side | req/s | p50 ms | p99 ms | req/s vs predictor |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for c in levels:
+        base = statistics.median(v[0] for v in cells[("predictor", c)]) if "predictor" in sides else None
+        for side in sides:
+            rps, p50, p99 = (statistics.median(v[k] for v in cells[(side, c)]) for k in range(3))
+            ratio = f"{rps / base:.2f}x" if base else "-"
+            print(f"| {c} | {side} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {ratio} |")
+    for c in levels:
+        requests, executions = served[c]
+        if executions:
+            print(f"Triton at {c} client(s): {requests} requests in {executions} executions "
+                  f"({requests / executions:.2f} rows per execution)")  # fmt: skip
     return 0
 
-
-SIZE = 64
 
 if __name__ == "__main__":
     sys.exit(main())
