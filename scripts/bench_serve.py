@@ -107,14 +107,23 @@ def start_server(artifact: Path, options: dict) -> tuple[subprocess.Popen, str, 
     return proc, line[1], int(line[2])
 
 
-def model_stats(url: str, token: str, model: str = "bench") -> tuple[int, int]:
-    """Triton's (inference_count, execution_count) of ``model`` so far (statistics need PyTriton's token)."""
+STAT_FIELDS = ("success", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+def model_stats(url: str, token: str, model: str = "bench") -> np.ndarray:
+    """Triton's counters of ``model`` so far (statistics need PyTriton's token).
+
+    [requests, executions, then the total ns of each of ``STAT_FIELDS``]: a request's time in the
+    server (``success``) split into its wait in the batcher's queue and the execution's compute
+    phases, where ``compute_infer`` is the hand-off to the model's process and back plus the model.
+    """
     import urllib.request
 
     request = urllib.request.Request(f"http://{url}/v2/models/{model}/stats", headers={"triton-access-token": token})
     with urllib.request.urlopen(request, timeout=10) as response:
         stats = json.loads(response.read())["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])
+    times = [int(stats["inference_stats"][field]["ns"]) for field in STAT_FIELDS]
+    return np.array([int(stats["inference_count"]), int(stats["execution_count"]), *times], dtype=np.int64)
 
 
 def main() -> int:
@@ -147,7 +156,7 @@ def main() -> int:
         exit_timeout_s=1,
     )  # fmt: skip
     cells: dict[tuple[str, int], list[tuple[float, float, float, int]]] = {}
-    served: dict[int, list[int]] = {c: [0, 0] for c in levels}  # requests, executions (HTTP + gRPC)
+    served = {c: np.zeros(2 + len(STAT_FIELDS), np.int64) for c in levels}  # model_stats deltas, HTTP + gRPC
     with tempfile.TemporaryDirectory() as tmp:
         artifact = args.artifact or demo_onnx(Path(tmp))
         proc, token, max_batch = start_server(artifact, options)
@@ -188,10 +197,9 @@ def main() -> int:
                     for c in levels:
                         for side in order:
                             remote = side in ("http", "grpc")
-                            before = model_stats(http_url, token) if remote else (0, 0)
+                            before = model_stats(http_url, token) if remote else 0
                             cells.setdefault((side, c), []).append(run_clients(makers[side], c, args.seconds, size))
-                            after = model_stats(http_url, token) if remote else (0, 0)
-                            served[c] = [served[c][k] + after[k] - before[k] for k in range(2)]
+                            served[c] += (model_stats(http_url, token) - before) if remote else 0
                 batcher.close()
         finally:
             proc.stdin.close()
@@ -208,10 +216,13 @@ def main() -> int:
             ratio = f"{rps / base:.2f}x" if base else "-"
             print(f"| {c} | {side} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {ratio} |")
     for c in levels:
-        requests, executions = served[c]
+        requests, executions, *ns = served[c]
         if executions:
+            ms = {field: t / requests / 1e6 for field, t in zip(STAT_FIELDS, ns, strict=True)}
             print(f"Triton at {c} client(s): {requests} requests in {executions} executions "
-                  f"({requests / executions:.2f} rows per execution)")  # fmt: skip
+                  f"({requests / executions:.2f} rows each); per request in the server {ms['success']:.2f} ms: "
+                  f"queue {ms['queue']:.2f}, compute input {ms['compute_input']:.2f}, "
+                  f"infer {ms['compute_infer']:.2f}, output {ms['compute_output']:.2f}")  # fmt: skip
     return 0
 
 
