@@ -1,20 +1,22 @@
 """Accuracy of any artifact (checkpoint, ONNX, engine) on an image folder, one sub-folder per class.
 
-The folder layout (``acmix_deploy.imagefolder``) is ImageNet's validation layout. Images go
-through the artifact's own preprocessing (its manifest) and backend, exactly as
-:class:`acmix_deploy.Predictor` serves them.
+The folder layout (``acmix_deploy.imagefolder``) is ImageNet's validation layout: folders named by
+WordNet id (``n01440764``) or class name, any subset of the classes, or anything with a class map
+(``acmix_deploy.classmap`` matches folders to classes). Images go through the artifact's own
+preprocessing (its manifest) and backend, exactly as :class:`acmix_deploy.Predictor` serves them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .imagefolder import EvaluationError, ImageFolderIndex, index_image_folder, labels_fit_folders
+from .classmap import ClassMatch, read_class_map
+from .imagefolder import EvaluationError, ImageFolderIndex, index_for_model, index_image_folder
 from .labels import read_labels
 from .predictor import Predictor, softmax
 
@@ -39,6 +41,16 @@ class EvalReport:
     paths: list[str] = field(default_factory=list, repr=False)  # every image, in evaluation order
     predictions: list[int] = field(default_factory=list, repr=False)  # top-1 class index per image
     labels: list[int] = field(default_factory=list, repr=False)  # true class index per image
+    match: ClassMatch | None = field(default=None, repr=False)  # which folder holds which class
+
+    @property
+    def listed(self) -> list[int]:
+        """The classes the data stands for: those with a folder when the folders are a subset, else all."""
+        return self.match.listed if self.match is not None else list(range(len(self.classes)))
+
+    def shown(self, index: int) -> str:
+        """How reports name class ``index`` (with its WordNet id when its folder was named by one)."""
+        return self.match.shown(index) if self.match is not None else self.classes[index]
 
     @property
     def accuracy(self) -> dict[int, float]:
@@ -65,14 +77,16 @@ class EvalReport:
             "top_k": list(self.top_k),
             "accuracy_percent": {f"top{k}": round(100.0 * v, 4) for k, v in self.accuracy.items()},
             "correct": {f"top{k}": v for k, v in self.correct.items()},
-            "per_class": [
-                {"class": name, "index": i, "images": self.per_class_total[i]}
-                | {f"top{k}_correct": self.per_class_correct[k][i] for k in self.top_k}
-                for i, name in enumerate(self.classes)
-            ],
+            "per_class": [self._class_dict(i) for i in self.listed],
             "seconds": round(self.seconds, 3),
             "notes": list(self.notes),
         }
+
+    def _class_dict(self, i: int) -> dict:
+        entry = {"class": self.classes[i], "index": i, "images": self.per_class_total[i]}
+        if self.match is not None and (folder := self.match.folder(i)) is not None:
+            entry |= {"folder": folder} | ({"wnid": wnid} if (wnid := self.match.wnid(i)) else {})
+        return entry | {f"top{k}_correct": self.per_class_correct[k][i] for k in self.top_k}
 
 
 def evaluate(
@@ -83,6 +97,7 @@ def evaluate(
     backend: str | None = None,
     batch_size: int = 32,
     class_names: Sequence[str] | str | Path | None = None,
+    class_map: Mapping[str, int] | str | Path | None = None,
     progress: Progress | None = None,
     **runner_opts,
 ) -> EvalReport:
@@ -91,20 +106,26 @@ def evaluate(
     Args:
         artifact: a checkpoint, ONNX file or engine (opened with :meth:`Predictor.load`), or an open
             :class:`Predictor` (left open).
-        data_dir: ``data_dir/<class>/<image>``; class index = sorted folder names (ImageFolder order),
-            or, when the artifact's manifest names its classes and every folder is one of them, the
-            index of that name.
+        data_dir: ``data_dir/<class>/<image>``. Folders are matched to the model's classes by name
+            (the manifest's class names; ImageNet-1k's for a 1000-class model without them) or, for
+            ImageNet-1k, by WordNet id (``n01440764``), any subset of the classes; else, as many
+            folders as classes are taken in sorted order (ImageFolder's rule). Rules:
+            :func:`acmix_deploy.classmap.match_folders`.
         top_k: the k values to report; 1 is always included; k above the class count is dropped (noted).
         backend: force a backend (``torch``, ``onnxruntime``, ``tensorrt``); default: from the suffix.
         batch_size: images decoded, preprocessed and run per step.
         class_names: folder names in class index order (a list, or a labels file with one per line),
             for folders whose sorted order is not the model's class order.
+        class_map: folder name -> class index (a mapping, or a file read by
+            :func:`acmix_deploy.classmap.read_class_map`: JSON, ``name index`` lines, or one name
+            per line), for any other layout; every folder must be in it.
         progress: ``callback(done, total)`` after each batch (and once with ``done=0``).
         **runner_opts: backend options (``img_size=64`` for an ACmix-ResNet checkpoint not at 224 px,
             ``threads``, ``device``, ``rewrite``, ...).
 
     Raises:
-        EvaluationError: bad folder, or its class count differs from the model's.
+        EvaluationError: bad folder or class map, or folders that cannot be placed among the
+            model's classes (the message names the first that match none).
         ImageError, RunnerError, CheckpointError: unreadable image or artifact.
     """
     if batch_size < 1:
@@ -113,20 +134,19 @@ def evaluate(
     if ks[0] < 1:
         raise EvaluationError(f"top_k values must be >= 1, got {list(top_k)}")
     names = read_labels(class_names) if isinstance(class_names, str | Path) else class_names
-    index = index_image_folder(data_dir, names)  # cheap checks before loading the model
+    mapping = read_class_map(class_map) if isinstance(class_map, str | Path) else class_map
+    if names is not None and mapping is not None:
+        raise EvaluationError("give either class_names or class_map, not both")
+    index = index_image_folder(data_dir)  # cheap checks before loading the model
 
     owned = not isinstance(artifact, Predictor)
     predictor = Predictor.load(artifact, backend=backend, **runner_opts) if owned else artifact
     try:
-        by_name = names is None and labels_fit_folders(predictor.manifest.labels, index.classes)
-        if by_name:
-            # The artifact names its classes and every folder is one of them: match by name, so a
-            # folder holding only some of the classes still gets the right indices.
-            index = index_image_folder(data_dir, predictor.manifest.labels)
-        report = _run(predictor, index, ks, batch_size, progress)
-        if by_name:
-            report.notes.append("folders matched to the artifact's class names")
-        return report
+        manifest = predictor.manifest
+        index = index_for_model(
+            index, manifest.num_classes, labels=manifest.labels, class_names=names, class_map=mapping
+        )
+        return _run(predictor, index, ks, batch_size, progress)
     finally:
         if owned:
             predictor.close()
@@ -136,18 +156,16 @@ def _run(
     predictor: Predictor, index: ImageFolderIndex, ks: list[int], batch_size: int, progress: Progress | None
 ) -> EvalReport:
     num_classes = predictor.manifest.num_classes
-    n_cls = len(index.classes)
-    if n_cls != num_classes:
-        raise EvaluationError(
-            f"{index.root} has {n_cls} class folders but the model has {num_classes} classes"
-            + ("" if n_cls > num_classes else "; pass class_names (all the model's classes, in index order)")
-        )
+    n_cls = len(index.classes)  # the model's classes: index_for_model placed the folders among them
+    match = index.match
     total = len(index.samples)
     labels = np.fromiter((label for _, label in index.samples), dtype=np.int64, count=total)
     per_class_total = np.bincount(labels, minlength=n_cls).tolist()
-    notes = [f"top-{k} dropped: the model has only {num_classes} classes" for k in ks if k > num_classes]
+    notes = [note] if match is not None and (note := match.note()) else []
+    notes += [f"top-{k} dropped: the model has only {num_classes} classes" for k in ks if k > num_classes]
     ks = [k for k in ks if k <= num_classes]
-    empty = [name for name, count in zip(index.classes, per_class_total, strict=True) if count == 0]
+    listed = match.listed if match is not None else range(n_cls)
+    empty = [index.classes[i] for i in listed if per_class_total[i] == 0]
     if empty:
         notes.append(f"{len(empty)} class(es) without images: {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
     hits = {k: np.zeros(total, dtype=bool) for k in ks}
@@ -185,27 +203,30 @@ def _run(
         paths=[str(path) for path, _ in index.samples],
         predictions=top1.tolist(),
         labels=labels.tolist(),
+        match=match,
     )
 
 
 def format_report(report: EvalReport, *, max_classes: int = 20) -> str:
     """A plain-text summary: accuracies, counts, time, and per-class top-1 (all classes when at most
-    ``max_classes``, else the five worst)."""
+    ``max_classes``, else the five worst), classes named as :meth:`EvalReport.shown` does."""
     n = report.num_images
     rate = n / report.seconds if report.seconds > 0 else float("inf")
+    listed = report.listed
+    held = f"{len(listed)} of the model's {len(report.classes)}" if len(listed) < len(report.classes) else len(listed)
     lines = [
         f"artifact    {report.artifact}  [{report.backend}]",
-        f"data        {report.data_dir}  ({n} images, {len(report.classes)} classes)",
+        f"data        {report.data_dir}  ({n} images, {held} classes)",
     ]
     for k in report.top_k:
         lines.append(f"{f'top-{k}':<12}{100.0 * report.correct[k] / n:6.2f}%  ({report.correct[k]}/{n})")
     lines.append(f"time        {report.seconds:.1f} s  ({rate:.1f} images/s)")
     rows = [
-        (i, name, report.per_class_correct[1][i], report.per_class_total[i])
-        for i, name in enumerate(report.classes)
+        (i, report.shown(i), report.per_class_correct[1][i], report.per_class_total[i])
+        for i in listed
         if report.per_class_total[i]
     ]
-    if len(report.classes) > max_classes:
+    if len(listed) > max_classes:
         rows = sorted(rows, key=lambda r: (r[2] / r[3], r[0]))[:5]
         lines.append("worst classes (top-1):")
     else:
@@ -238,7 +259,7 @@ def format_comparison(reports: Sequence[EvalReport], precisions: Sequence[str] |
     width = max(len("artifact"), *(len(n) for n in names))
     header = f"{'artifact':<{width}}  {'precision':<9}" + "".join(f"{f'top-{k}':>9}" for k in ks)
     header += f"{'agree':>9}{'images/s':>10}"
-    lines = [f"{first.num_images} images, {len(first.classes)} classes; agree = same top-1 as {names[0]}", header]
+    lines = [f"{first.num_images} images, {len(first.listed)} classes; agree = same top-1 as {names[0]}", header]
     for i, (name, report) in enumerate(zip(names, reports, strict=True)):
         same = sum(reference[path] == pred for path, pred in zip(report.paths, report.predictions, strict=True))
         precision = precisions[i] if precisions else ""

@@ -2,8 +2,10 @@
 
 The layout is the one torchvision's ``ImageFolder`` reads: ``root/<class>/<image>``, class index =
 position of the folder name in sorted order (or in a ``class_names`` list given instead), images
-found recursively under each class folder with the usual extensions. ``evaluate`` and the int8
-calibration reader both index folders here, so they agree on what a folder holds.
+found recursively under each class folder with the usual extensions. ``evaluate``, the precision
+checks (``export --eval-data``) and the int8 calibration reader all index folders here, so they
+agree on what a folder holds; :func:`index_for_model` places the folders among a model's classes
+(WordNet ids, class names, a class map: :mod:`acmix_deploy.classmap` decides).
 
 Differences from ``ImageFolder``: folders and files whose names start with ``.`` are skipped
 (``.ipynb_checkpoints`` and the like), and a class folder without images is allowed (its class
@@ -15,26 +17,30 @@ inflate counts or never end) or to a folder already read is skipped.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AcmixDeployError
+from .classmap import ClassMatch, EvaluationError, match_folders
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
-
-class EvaluationError(AcmixDeployError):
-    """The evaluation data is missing, empty, or does not fit the model."""
+__all__ = ["EvaluationError", "ImageFolderIndex", "images_under", "index_for_model", "index_image_folder"]
 
 
 @dataclass
 class ImageFolderIndex:
-    """The images of a class-per-folder tree: ``samples[i] = (path, class index)``."""
+    """The images of a class-per-folder tree: ``samples[i] = (path, class index)``.
+
+    ``classes`` are the folder names in sorted order (or ``class_names``); for an index placed
+    among a model's classes (:func:`index_for_model`), every class of the model, and ``match``
+    says which folder holds which.
+    """
 
     root: Path
     classes: list[str]
     samples: list[tuple[Path, int]]
+    match: ClassMatch | None = None
 
 
 def index_image_folder(root: str | Path, class_names: Sequence[str] | None = None) -> ImageFolderIndex:
@@ -73,6 +79,38 @@ def index_image_folder(root: str | Path, class_names: Sequence[str] | None = Non
     if not samples:
         raise EvaluationError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
     return ImageFolderIndex(root, classes, samples)
+
+
+def index_for_model(
+    data: str | Path | ImageFolderIndex,
+    num_classes: int,
+    *,
+    labels: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    class_map: Mapping[str, int] | None = None,
+) -> ImageFolderIndex:
+    """The images under ``data`` labelled with a ``num_classes``-way model's class indices.
+
+    Args:
+        data: the root, or its plain :func:`index_image_folder` index (no ``class_names``), read
+            before the model is loaded.
+        num_classes: the model's class count.
+        labels: the model's own class names (manifest ``labels``), if it records them.
+        class_names: all the model's classes in index order, from the user.
+        class_map: folder name -> class index, from the user (:func:`acmix_deploy.classmap.read_class_map`).
+
+    Raises:
+        EvaluationError: the folder is unusable, or its folders cannot be placed among the classes
+            (see :func:`acmix_deploy.classmap.match_folders`).
+    """
+    index = data if isinstance(data, ImageFolderIndex) else index_image_folder(data)
+    match = match_folders(
+        index.classes, num_classes, labels=labels, class_names=class_names, class_map=class_map, root=index.root
+    )
+    place = [match.folders[name] for name in index.classes]
+    # Class index order, each class's images in walk order: what indexing by class order gives.
+    samples = sorted(((path, place[i]) for path, i in index.samples), key=lambda sample: sample[1])
+    return ImageFolderIndex(index.root, list(match.classes), samples, match)
 
 
 def labels_fit_folders(labels: Sequence[str] | None, folders: Sequence[str]) -> bool:

@@ -2,6 +2,9 @@
 
 The bundled names are the standard ImageNet-1k class names in index order (the WordNet synset
 words used by torchvision's model metadata), one per line in ``data/imagenet1k_labels.txt``.
+Next to them, ``data/imagenet1k_wnids.txt`` holds each class's WordNet id (``n01440764``...), the
+folder names of ImageNet's own train/val layout: class ``i`` is the ``i``-th id in sorted order,
+the index order every ImageNet-1k model is trained with, so line ``i`` of both files is one class.
 """
 
 from __future__ import annotations
@@ -20,7 +23,18 @@ MAX_LABELS_FILE_BYTES = 16 << 20  # a labels file (ImageNet-21k's names are ~0.5
 
 @lru_cache(maxsize=1)
 def imagenet1k() -> tuple[str, ...]:
-    text = resources.files("acmix_deploy").joinpath("data/imagenet1k_labels.txt").read_text(encoding="utf-8")
+    """The 1000 bundled ImageNet-1k class names, in class index order."""
+    return _bundled("imagenet1k_labels.txt")
+
+
+@lru_cache(maxsize=1)
+def imagenet1k_wnids() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k WordNet ids (``n01440764`` = tench, ...), in class index order."""
+    return _bundled("imagenet1k_wnids.txt")
+
+
+def _bundled(name: str) -> tuple[str, ...]:
+    text = resources.files("acmix_deploy").joinpath(f"data/{name}").read_text(encoding="utf-8")
     return tuple(line for line in text.splitlines() if line)
 
 

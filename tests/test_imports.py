@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = {"onnx", "onnxruntime", "onnx_graphsurgeon", "tensorrt"}
 CORE_PACKAGES = ("models", "checkpoint", "rewrite", "manifest", "families")
 CORE_UTILITIES = (
-    "errors", "fileio", "parity", "preprocess", "labels", "datasets", "timing", "imagefolder", "text", "lazy",
+    "errors", "fileio", "parity", "preprocess", "labels", "datasets", "timing", "imagefolder", "classmap", "text",
+    "lazy",
 )  # fmt: skip
 FACADE = ("predictor", "batching", "evaluate", "side_by_side", "profiling", "serving")
 # Which layers each layer may import (besides itself and third-party packages).
