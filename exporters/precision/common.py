@@ -169,14 +169,13 @@ def random_parity(
 def folder_accuracy(fp32: Run, cand: Run, data_dir: str | Path, manifest: Manifest, limit: int | None = None) -> dict:
     """Top-1 of both models on an image folder and their agreement.
 
-    Class = sorted folder index, or the index of the folder's name when the manifest names classes.
+    Folders are placed among the model's classes as ``evaluate`` places them (WordNet ids, class
+    names, any subset; else sorted folder order): :func:`acmix_deploy.imagefolder.index_for_model`.
     """
-    from acmix_deploy.imagefolder import index_image_folder, labels_fit_folders
+    from acmix_deploy.imagefolder import index_for_model
     from acmix_deploy.preprocess import preprocess
 
-    index = index_image_folder(data_dir)
-    if labels_fit_folders(manifest.labels, index.classes):
-        index = index_image_folder(data_dir, manifest.labels)
+    index = index_for_model(data_dir, manifest.num_classes, labels=manifest.labels)
     samples = index.samples[:limit] if limit else index.samples
     labels = np.array([label for _, label in samples])
     p32, pc = [], []
