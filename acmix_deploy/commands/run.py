@@ -118,11 +118,21 @@ def evaluate(
     img_size: ImgSize = None,
     labels: Annotated[Path | None, typer.Option(help="Class names in index order, one per line.")] = None,
     classes: Annotated[Path | None, typer.Option("--classes", hidden=True)] = None,
+    class_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--class-map",
+            help="Folder name -> class index: JSON {name: index}, 'name index' lines, or one name per line.",
+        ),
+    ] = None,
     json_out: JsonFlag = False,
     save_json: SaveJson = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --save-json file.")] = False,
 ) -> None:
     """Top-k accuracy of any artifact on an image folder, with the artifact's own preprocessing.
+
+    Folders named by WordNet id (n01440764, ImageNet's layout) or by class name match the model's
+    classes, any subset of them; --class-map places any other folders.
 
     With several artifacts (say the fp32, fp16 and int8 exports), each is evaluated on the same
     images and one table compares accuracy, top-1 agreement with the first, and throughput.
@@ -137,7 +147,10 @@ def evaluate(
     at_least(1, batch=batch)
     require_files(artifacts)
     check_writable([save_json], force)
-    names = labels if labels is not None or len(artifacts) == 1 else shared_class_names(artifacts, data)
+    if labels is not None and class_map is not None:
+        raise UsageError("--labels and --class-map exclude each other")
+    shared = labels is None and class_map is None and len(artifacts) > 1
+    names = shared_class_names(artifacts, data) if shared else labels
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():  # a carriage-return counter; logs and pipes get the result only
@@ -151,6 +164,7 @@ def evaluate(
             backend=backend,
             batch_size=batch,
             class_names=names,
+            class_map=class_map,
             progress=progress,
             **runner_options(a, backend, img_size=img_size),
         )
