@@ -12,6 +12,7 @@ from PIL import Image
 
 from acmix_deploy import AcmixDeployError, Predictor
 from acmix_deploy.evaluate import EvalReport, EvaluationError, evaluate, format_report, index_image_folder
+from acmix_deploy.labels import imagenet1k, imagenet1k_wnids
 
 CLASSES = [f"c{i:02d}" for i in range(10)]
 
@@ -290,3 +291,104 @@ def test_comparison_refuses_reports_over_different_images(small_artifacts, folde
     assert "agree" in format_comparison([a, a])
     with pytest.raises(EvaluationError, match="other images"):
         format_comparison([a, b])
+
+
+# -- ImageNet layouts: a tiny 1000-class model, folders by WordNet id, by name, or through a class map ----------
+
+
+@pytest.fixture(scope="module")
+def imagenet_model(tmp_path_factory):
+    """A narrow 1000-class ACmix-ResNet checkpoint (64 px) and 12 images with the class it gives each."""
+    from acmix_deploy.checkpoint import save_checkpoint
+    from acmix_deploy.models import build_model
+    from tests.conftest import randomize
+
+    root = tmp_path_factory.mktemp("in1k")
+    model = randomize(build_model("acmix_resnet26", width=16, num_classes=1000), seed=3)
+    ckpt = save_checkpoint(model, root / "in1k.pth", name="acmix_resnet26", img_size=64)
+    rng = np.random.default_rng(5)
+    images = []
+    for i in range(12):
+        images.append(root / f"x{i}.png")
+        Image.fromarray((rng.random((72, 72, 3)) * 255).astype(np.uint8)).save(images[-1])
+    with Predictor.load(ckpt) as predictor:
+        top1 = [preds[0].index for preds in predictor.predict(images, top_k=1)]
+    return ckpt, images, top1
+
+
+def imagenet_tree(root: Path, images, top1, name=lambda index: imagenet1k_wnids()[index]) -> dict[Path, int]:
+    """Each image in the folder of the class the model gives it; two more in tench's (class 0), all wrong."""
+    wrong = [img for img, c in zip(images, top1, strict=True) if c != 0][:2]
+    truth = {}
+    for img, c in [*zip(images, top1, strict=True), *((img, 0) for img in wrong)]:
+        folder = root / name(c)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{img.stem}_{len(truth)}.png"
+        target.write_bytes(img.read_bytes())
+        truth[target] = c
+    return truth
+
+
+def test_imagenet_layout_subset_by_wnid_and_by_name(imagenet_model, tmp_path):
+    ckpt, images, top1 = imagenet_model
+    truth = imagenet_tree(tmp_path / "val", images, top1)
+    report = evaluate(ckpt, tmp_path / "val", top_k=(1,))
+    assert report.num_images == 14 and len(report.classes) == 1000
+    assert {Path(p): label for p, label in zip(report.paths, report.labels, strict=True)} == truth
+    assert report.correct[1] == 12  # each image is in its own top-1 class's folder, but tench's two
+    assert report.per_class_total[0] == 2 and report.per_class_correct[1][0] == 0
+    assert report.listed == sorted({*top1, 0}) and any("by WordNet id" in note for note in report.notes)
+    assert not any("without images" in note for note in report.notes)  # 1000 - k absent classes are not "empty"
+    text = format_report(report)
+    assert "of the model's 1000 classes" in text and "n01440764 tench" in text
+    assert f"{imagenet1k_wnids()[top1[0]]} {imagenet1k()[top1[0]]}" in text
+    data = report.to_dict()
+    assert [c["index"] for c in data["per_class"]] == report.listed
+    assert data["per_class"][0] == {
+        "class": "tench", "index": 0, "images": 2, "folder": "n01440764", "wnid": "n01440764", "top1_correct": 0
+    }  # fmt: skip
+
+    # The same images in folders named by class name (tench's with '_', upper case) give the same labels.
+    def by_name(c: int) -> str:
+        return "TENCH" if c == 0 else imagenet1k()[c].replace(" ", "_")
+
+    named = imagenet_tree(tmp_path / "named", images, top1, by_name)
+    again = evaluate(ckpt, tmp_path / "named", top_k=(1,))
+    assert sorted(again.labels) == sorted(named.values()) == sorted(truth.values()) and again.correct[1] == 12
+    assert "n01440764" not in format_report(again) and "tench" in format_report(again)
+
+    # export --eval-data places the folders the same way (the precision checks' accuracy).
+    from acmix_deploy.exporters.precision.common import folder_accuracy
+
+    with Predictor.load(ckpt) as predictor:
+        accuracy = folder_accuracy(predictor.infer, predictor.infer, tmp_path / "val", predictor.manifest)
+    assert accuracy["images"] == 14 and accuracy["top1_percent"] == round(100 * 12 / 14, 4)
+
+
+def test_class_map_and_refusals_from_the_cli(imagenet_model, tmp_path):
+    from tests.test_cli import run_cli
+
+    ckpt, images, top1 = imagenet_model
+    names = {top1[0]: "mine", 0: "other"}
+    truth = imagenet_tree(tmp_path / "val", images[:1], top1[:1], lambda c: names[c])
+    assert sorted(truth.values()) == [0, top1[0]] and (tmp_path / "val" / "other").is_dir()
+    (tmp_path / "map.txt").write_text(f"mine {top1[0]}\nother 0\n")
+    (tmp_path / "map.json").write_text(json.dumps({"mine": top1[0], "other": 0}))
+    by_json = evaluate(ckpt, tmp_path / "val", class_map=tmp_path / "map.json")
+    assert by_json.correct[1] == 1 and by_json.listed == sorted(names) and by_json.num_images == 2
+
+    proc = run_cli("evaluate", str(ckpt), "--data", str(tmp_path / "val"), "--class-map", str(tmp_path / "map.txt"))
+    assert proc.returncode == 0, proc.stderr
+    assert "top-1        50.00%  (1/2)" in proc.stdout and "2 of the model's 1000 classes" in proc.stdout
+    assert f"{imagenet1k()[top1[0]]} (mine)  100.00%  (1/1)" in proc.stdout and "tench (other)" in proc.stdout
+
+    # Without the map, these folders are no ImageNet class: refused in one line naming them.
+    proc = run_cli("evaluate", str(ckpt), "--data", str(tmp_path / "val"))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "2 of 2 folder(s) match no class in ImageNet-1k" in proc.stderr and "mine, other" in proc.stderr
+    assert "--class-map" in proc.stderr
+    (tmp_path / "val" / "zzz").mkdir()
+    with pytest.raises(EvaluationError, match=r"1 of 3 folder\(s\) match no class in the class map: zzz$"):
+        evaluate(ckpt, tmp_path / "val", class_map=tmp_path / "map.json")
+    proc = run_cli("evaluate", str(ckpt), "--data", str(tmp_path), "--labels", "a", "--class-map", "b")
+    assert proc.returncode == 2 and "exclude each other" in proc.stderr and proc.stderr.count("\n") == 1
