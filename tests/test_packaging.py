@@ -51,7 +51,8 @@ def test_wheel_has_one_top_level_package_and_its_data(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"acmix_deploy", wheel.name.split("-py3")[0] + ".dist-info"}
     for needed in ("acmix_deploy/cli.py", "acmix_deploy/exporters/onnx.py", "acmix_deploy/runtimes/base.py",
-                   "acmix_deploy/data/imagenet1k_labels.txt", "acmix_deploy/manifest/reader.py"):
+                   "acmix_deploy/data/imagenet1k_labels.txt", "acmix_deploy/data/imagenet1k_wnids.txt",
+                   "acmix_deploy/manifest/reader.py"):
         assert needed in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "acmix-deploy = acmix_deploy.cli:main" in entry_points
