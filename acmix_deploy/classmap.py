@@ -12,8 +12,9 @@ In this order:
    the bundled ImageNet-1k names) and, for ImageNet-1k, the WordNet ids of ImageNet's own layout
    (``n01440764``...): a folder matches exactly, by id, or by name ignoring case and ``_`` vs
    space (``great_white_shark``). Any subset of the classes, ids and names mixed.
-4. As many folders as the model has classes: sorted folder order is class order (torchvision's
-   ``ImageFolder``, and the digits demo's ``0``..``9``).
+4. As many folders as the model has classes, none of them one of its names: sorted folder order
+   is class order (torchvision's ``ImageFolder``, and the digits demo's ``0``..``9``), said in a
+   note when the model has names (some folders matching and others not is refused instead).
 
 Anything else is refused, naming the folders that match no class: a guessed order would make
 every accuracy figure wrong without a sign.
@@ -54,12 +55,14 @@ class ClassMatch:
         subset: the folders stand for only their own classes (a class without a folder is not in
             the data, and not reported as empty); False when the user or the folder count says
             the folders are all the classes.
+        remark: what a report should say about the match, when :meth:`note` has no better line.
     """
 
     classes: tuple[str, ...]
     folders: dict[str, int]
     how: dict[str, str]
     subset: bool = False
+    remark: str | None = None
     _by_index: dict[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -93,7 +96,7 @@ class ClassMatch:
         kinds = {"wnid": "WordNet id", "name": "class name", "map": "the class map"}
         counts = {kind: sum(how == kind for how in self.how.values()) for kind in kinds}
         if not any(counts.values()):
-            return None
+            return self.remark
         parts = ", ".join(f"{count} by {kinds[kind]}" for kind, count in counts.items() if count)
         return f"{len(self.folders)} folder(s) matched to the model's {len(self.classes)} classes: {parts}"
 
@@ -148,10 +151,15 @@ def match_folders(
         if _is_imagenet1k(names):
             finders.append(("wnid", _tolerant({w: i for i, w in enumerate(imagenet1k_wnids())}), True))
         finders.append(("name", _tolerant(by_name), True))
-        # Folders that are not all the model's names but as many as its classes keep ImageFolder's
-        # sorted order, as they always did (a 1000-folder tree of ids matches by id either way).
-        if len(folders) != num_classes or all(_find(f, finders) for f in folders):
+        hits = [_find(f, finders) is not None for f in folders]
+        # Only folders none of which is a class name, as many as the classes, keep ImageFolder's sorted
+        # order (a tree of 1000 WordNet ids matches by id either way); some matching is a mismatch.
+        if any(hits) or len(folders) != num_classes:
             return _match(folders, finders, names, where, _what(names))
+        remark = f"no folder is one of the model's class names: classes taken in sorted folder order ({_some(folders)})"
+        return ClassMatch(
+            tuple(folders), {f: i for i, f in enumerate(folders)}, dict.fromkeys(folders, "order"), remark=remark
+        )
     if len(folders) != num_classes:
         raise EvaluationError(
             f"{where} has {len(folders)} class folders but the model has {num_classes} classes"

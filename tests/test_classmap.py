@@ -63,8 +63,12 @@ def test_folders_that_are_the_classes_keep_sorted_order():
     match = match_folders(digits, 10)  # the digits demo, no names recorded: ImageFolder's rule
     assert match.folders == {d: int(d) for d in digits} and not match.subset and match.note() is None
     assert match_folders(digits, 10, labels=digits).folders == match.folders
-    # Names recorded but the folders are other names, as many as the classes: sorted order, as always.
-    assert match_folders(["x", "y"], 2, labels=["cat", "dog"]).folders == {"x": 0, "y": 1}
+    # Names recorded but the folders are other names, as many as the classes: sorted order, as always, said.
+    other = match_folders(["x", "y"], 2, labels=["cat", "dog"])
+    assert other.folders == {"x": 0, "y": 1} and "sorted folder order" in other.note()
+    # Some folders one of the names and some not: a mismatch, not a sorted order.
+    with pytest.raises(EvaluationError, match=r"1 of 2 folder\(s\) match no class in the model's class names: x;"):
+        match_folders(["dog", "x"], 2, labels=["cat", "dog"])
 
 
 def test_class_map_files(tmp_path):
