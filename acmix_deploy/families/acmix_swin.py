@@ -48,6 +48,9 @@ class SwinACmixFamily(ModelFamily):
                 names.append(f"layers.{stage}.downsample")
         return names
 
+    def stage_name(self, block: str) -> str:
+        return ".".join(block.split(".")[:2])  # layers.1.blocks.3 and layers.1.downsample -> layers.1
+
     def classify_kernel(self, name: str, op: str, group: int) -> str:
         if "/attn/dep_conv/" in name or ("/attn/" in name and op == "Conv"):
             return "convolution"

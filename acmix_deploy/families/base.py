@@ -73,6 +73,10 @@ class ModelFamily(ABC):
     def block_names(self, hparams: Mapping) -> list[str]:
         """Official names of the deploy model's ``blocks`` children, in order (for per-block profiles)."""
 
+    def stage_name(self, block: str) -> str:
+        """The stage a block name belongs to (``layer2.0`` -> ``layer2``): per-stage precision ranking."""
+        return block.rsplit(".", 1)[0]
+
     @abstractmethod
     def classify_kernel(self, name: str, op: str, group: int) -> str:
         """The branch (attention, convolution, projection, mlp, norm, other) of a deploy-graph node."""

@@ -150,7 +150,8 @@ class Preprocessing:
             raise ManifestError(f"malformed manifest preprocessing ({exc})") from None
 
 
-_OPTIONAL_RECORDS = ("precision_report", "int8_target", "calibration")  # written only when set
+_OPTIONAL_RECORDS = ("precision_report", "int8_target", "calibration", "kept_fp32")  # written only when set
+MAX_KEPT_FP32 = 4096  # names in kept_fp32 (a Swin-S has ~150 stage, block and branch names)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ class Manifest:
     precision_report: dict | None = None  # fp16/int8 variants: parity vs fp32, accuracy, speed (exporters.precision)
     int8_target: str | None = None  # int8 variants: "cpu", "tensorrt" or "cpu-dynamic"
     calibration: dict | None = None  # static int8: the calibration images and method
+    kept_fp32: list[str] | None = None  # fp16/int8 variants: blocks kept in fp32 (export --keep-fp32; profile's names)
     extra: dict = field(default_factory=dict)  # keys from a newer writer, kept verbatim
 
     def __post_init__(self) -> None:
@@ -191,7 +193,9 @@ class Manifest:
                 f"exceed {MAX_IMG_SIZE} / {MAX_CLASSES}"
             )
         self._check_names()
-        for name in ("hparams", "tools", "source", "parity", "extra", "precision_report", "calibration", "labels"):
+        for name in (
+            "hparams", "tools", "source", "parity", "extra", "precision_report", "calibration", "labels", "kept_fp32",
+        ):  # fmt: skip
             object.__setattr__(self, name, _plain(getattr(self, name)))
         if not isinstance(self.batch, BatchSpec):
             object.__setattr__(self, "batch", BatchSpec.from_dict(self.batch))
@@ -227,6 +231,14 @@ class Manifest:
         for name in ("precision_report", "calibration"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), dict):
                 raise ManifestError(f"manifest {name} must be an object")
+        if self.kept_fp32 is not None and (
+            not isinstance(self.kept_fp32, list | tuple)
+            or len(self.kept_fp32) > MAX_KEPT_FP32
+            or not all(is_printable(n) and 0 < len(n) <= MAX_TEXT_CHARS for n in self.kept_fp32)
+        ):
+            raise ManifestError(
+                f"manifest kept_fp32 must be at most {MAX_KEPT_FP32} block names, got {_shown(self.kept_fp32)}"
+            )
         if not all(isinstance(k, str) for k in self.hparams):
             raise ManifestError("manifest hparams keys must be strings")
 

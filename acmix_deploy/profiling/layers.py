@@ -11,7 +11,6 @@ official model does (``layer2.0``, ``layers.1.blocks.3``). Kernels ORT adds for 
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..families import nodes as scopes
+from ..families.nodes import BRANCHES
 from ..manifest import Manifest
-
-BRANCHES = ("attention", "convolution", "projection", "mlp", "norm", "other", "layout")
-_SCOPE = re.compile(r"^/blocks/blocks\.(\d+)/")
 
 
 @dataclass
@@ -59,11 +57,7 @@ class LayerProfile:
 
 def block_names(manifest: Manifest) -> list[str]:
     """Official names of the deploy model's ``blocks`` children, in order (none for a generic model)."""
-    from ..families import family_names, get_family
-
-    if manifest.family not in family_names():
-        return []
-    return get_family(manifest.family).block_names(manifest.hparams)
+    return scopes.block_names(manifest.family, manifest.hparams)
 
 
 def _graph_index(onnx_path: Path) -> dict[str, dict]:
@@ -86,11 +80,7 @@ def _classify(name: str, op: str, graph: dict[str, dict], family: str) -> str:
         return "layout"
     base = name.removesuffix("_nchwc")
     node = graph.get(base) or graph.get(base.split("/MatmulTransposeFusion")[0]) or {"op": op, "group": 1}
-    from ..families import family_names, get_family
-
-    if family not in family_names():
-        return "other"
-    return get_family(family).classify_kernel(name, node["op"], node["group"])
+    return scopes.node_branch(family, name, node["op"], node["group"])
 
 
 def profile_onnx(
@@ -132,11 +122,7 @@ def profile_onnx(
     nodes = []
     for entry in per_node.values():
         ms = entry["us"] / 1000.0 / n
-        match = _SCOPE.match(entry["name"])
-        if match and int(match.group(1)) < len(names):
-            block = names[int(match.group(1))]
-        else:
-            block = "stem/head" if entry["name"].startswith("/") else "layout"
+        block = scopes.node_block(entry["name"], names)
         branch = _classify(entry["name"], entry["op"], graph, manifest.family)
         blocks[block][branch] += ms
         branches[branch] += ms
