@@ -86,10 +86,12 @@ class ClassMatch:
         """How a report names class ``index``: ``n01440764 tench`` (by id), ``goldfish``, ``name (folder)`` (map)."""
         name, folder = self.classes[index], self._by_index.get(index)
         if folder is None or self.how[folder] in ("name", "order", "list"):
-            return name
-        if self.how[folder] == "wnid":
-            return f"{imagenet1k_wnids()[index]} {name}"
-        return name if folder == name else f"{name} ({folder})"
+            shown = name
+        elif self.how[folder] == "wnid":
+            shown = f"{imagenet1k_wnids()[index]} {name}"
+        else:
+            shown = name if folder == name else f"{name} ({folder})"
+        return safe_text(shown)  # folder names come from the user's disk: no raw control characters shown
 
     def note(self) -> str | None:
         """One line on how folders were matched, or None when their names are simply the classes."""

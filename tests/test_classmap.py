@@ -83,6 +83,8 @@ def test_class_map_files(tmp_path):
     assert read_class_map(js) == {"fish": 1, "shark": 2}
     match = match_folders(["fish", "Big_Shark"], 1000, class_map=read_class_map(text))
     assert match.folders == {"fish": 1, "Big_Shark": 2} and match.shown(1) == "goldfish (fish)"
+    odd = match_folders(["fish\x1c"], 1000, class_map={"fish": 1})  # \x1c is blank to str.split: matched
+    assert odd.folders == {"fish\x1c": 1} and odd.shown(1) == "goldfish (fish\\x1c)"  # shown escaped
     # No names recorded: the map names the classes it maps.
     assert match_folders(["q"], 4, class_map={"q": 3}).classes == ("class_0", "class_1", "class_2", "q")
 
