@@ -1,7 +1,8 @@
 """Deploy ONNX latency against this machine's fp32 GEMM floor, measured in one process.
 
 Usage: .venv/bin/python scripts/bench_floor.py [--models acmix_resnet50,acmix_swin_tiny] [--batches 1,8]
-        [--rounds 7] [--threads 2] [--onnx MODEL[:TAG]=PATH ...] [--keep DIR] [--json out.json] [--bound]
+        [--rounds 7] [--threads 2] [--onnx MODEL[:TAG]=PATH ...] [--keep DIR] [--json out.json]
+        [--compare] [--bound]
 
 The floor of a model is its convolution + matrix-multiply work (MACs as ``acmix-deploy models``
 counts them, times the batch) at the best fp32 rate this machine reaches: a 2048³ MatMul in
@@ -9,6 +10,10 @@ ONNX Runtime, same session factory, same thread count. The GEMM probe is timed i
 the models (round after round, medians), so a neighbour's load moves the floor and the model
 together and the ratio stays meaningful on a shared machine. Random official-style weights,
 224 px; exports use ``validate=False`` (parity is the tests' job).
+
+``--compare`` adds two baselines to the same rounds, each as a ratio to the same floor: the
+reference model in torch eager (the official structure and numerics, ``torch.set_num_threads``
+= ``--threads``) and its naive ONNX export (``acmix-deploy export --no-rewrite``) in ORT.
 
 ``--bound`` answers "how close can this graph get?" instead: it runs each model under ONNX
 Runtime's node profiler (``--rounds`` profiled runs, each followed by one timed GEMM probe, so
@@ -187,11 +192,17 @@ def print_bound(r: dict, top: int) -> None:
         )
 
 
-def export_deploy(name: str, workdir: Path) -> Path:
+def export_deploy(name: str, workdir: Path, *, rewrite: bool = True) -> Path:
+    """Random official-style weights (seed 0: every export of a model holds the same weights)."""
     torch.manual_seed(0)
-    path = workdir / f"{name}.onnx"
-    export_onnx(build_model(name), path, img_size=224, validate=False, force=True)
+    path = workdir / f"{name}{'' if rewrite else '.naive'}.onnx"
+    export_onnx(build_model(name), path, img_size=224, validate=False, force=True, rewrite=rewrite)
     return path
+
+
+def reference_model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(name).eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         help="instead of latency: profile each model and report its GEMM kernels' time against the floor",
     )
     parser.add_argument("--top", type=int, default=12, help="--bound: GEMM shapes listed per model")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also time the reference model in torch eager and its naive (--no-rewrite) export, same rounds",
+    )
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     batches = [int(b) for b in args.batches.split(",") if b]
@@ -237,6 +253,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         macs = {m: count_macs(m.split(":")[0], 224) for m in models}
         sessions = {m: ort_session(paths[m], threads=args.threads) for m in models}
+        baselines: dict[str, tuple[str, object]] = {}  # label -> (model, callable(x))
+        if args.compare:
+            torch.set_num_threads(args.threads)
+            for m in [m for m in models if ":" not in m]:
+                ref = reference_model(m)
+                naive = ort_session(export_deploy(m, workdir, rewrite=False), threads=args.threads)
+                macs[f"{m}:torch-eager"] = macs[f"{m}:naive-export"] = macs[m]
+                baselines[f"{m}:torch-eager"] = lambda x, ref=ref: ref(torch.from_numpy(x))
+                baselines[f"{m}:naive-export"] = lambda x, s=naive: s.run(None, {"input": x})
         gemm, gemm_feed = gemm_probe(args.threads)
         rows = []
         for batch in batches:
@@ -244,13 +269,16 @@ def main(argv: list[str] | None = None) -> int:
             candidates = {"gemm": lambda: gemm.run(None, gemm_feed)}
             for m in models:
                 candidates[m] = lambda s=sessions[m], x=x: s.run(None, {"input": x})
-            stats = time_interleaved(candidates, rounds=args.rounds, warmup=1)
+            for label, fn in baselines.items():
+                candidates[label] = lambda fn=fn, x=x: fn(x)
+            with torch.no_grad():
+                stats = time_interleaved(candidates, rounds=args.rounds, warmup=1)
             gemm_ms = stats["gemm"].p50
             gflops = 2 * GEMM_N**3 / (gemm_ms / 1000) / 1e9
             print(
                 f"batch {batch}: fp32 GEMM {GEMM_N}^3 {gemm_ms:.1f} ms = {gflops:.0f} GFLOP/s ({args.threads} threads)"
             )
-            for m in models:
+            for m in [*models, *baselines]:
                 floor_ms = 2 * macs[m] * batch / (gflops * 1e9) * 1000
                 ms = stats[m].p50
                 rows.append(
