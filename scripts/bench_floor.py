@@ -167,6 +167,7 @@ def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
         "floor_ms": floor_ms,
         "gemm_gflops": gflops,
         "bound_ratio": gemm_us / per_run / floor_ms,
+        "gemm_share": gemm_us / total_us if total_us else 0.0,
         "by_op_ms": {k: v / per_run for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
         "shapes": rows,
     }
@@ -180,7 +181,8 @@ def print_bound(r: dict, top: int) -> None:
     )
     print(
         f"  bound: GEMM kernels alone are {r['bound_ratio']:.2f}x the floor; every other kernel "
-        f"({r['kernel_ms'] - r['gemm_kernel_ms']:.1f} ms) would have to cost nothing to reach it"
+        f"({r['kernel_ms'] - r['gemm_kernel_ms']:.1f} ms, {1 - r['gemm_share']:.0%} of kernel time) would have "
+        "to cost nothing to reach it"
     )
     print("  by op: " + ", ".join(f"{k} {v:.1f}" for k, v in list(r["by_op_ms"].items())[:10]) + " (ms)")
     print(f"  {'op':<12} {'calls':>5} {'ms':>7} {'GFLOP/s':>8} {'vs 2048^3':>9}  input shapes -> output")
