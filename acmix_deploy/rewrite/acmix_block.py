@@ -45,6 +45,22 @@ encoding from a ``linspace`` grid at run time. Here (all folds computed in float
 
 Measured per block (ORT CPU, 2 cores, batch 1, noisy machine): 4-50x faster than the official
 block in torch eager; max abs diff vs the official block 2-3e-6 (see tests/rewrite).
+
+Tried and dropped (exact, measured interleaved against this form, whole ACmix-ResNet-50):
+- Keeping the batch its own dimension in every reshape (an ONNX Reshape with 0, "copy", instead
+  of -1, whose result ONNX names a new unknown dimension) so that ORT can prove each residual Add
+  equal-shaped and fuse it with its ReLU into conv3's NCHWc kernel. The fusion happens (batch 1
+  kernel profile: Add -2.0 ms, ReLU -1.7 ms, Reshape -0.6 ms), but with every shape known ORT's
+  memory planner reuses buffers differently and the halo Slice/Concat/Transpose and the MatMuls
+  get 1-2.5 ms slower each: equal at batch 1 and 8 (11-25 rounds; with ``enable_mem_reuse`` off
+  both forms tie at ~119 ms). Restoring the batch only at the attention output (``reshape_as``:
+  Shape -> Reshape) leaves the planner alone and measured -4.5% (batch 1) / -3% (batch 8), but
+  it puts Shape ops and a non-constant Reshape shape (a TensorRT readiness warning) in the graph.
+- Folding the window mask into the first MatMul: the mask is ``r(row) + c(col)`` with each term a
+  function of (key coordinate mod halo) and the query, so one-hot key coordinates appended to k
+  and the matching 0/-1e4 rows appended to q compute ``q·k + mask`` in the MatMul, K 16 -> 44.
+  At 56 px (196 x 64 x 196 logits) the Add it removes costs 2.2 ms, the MatMul 2.3 ms at K = 16,
+  4.1 ms at K = 32 and 7.2 ms at K = 44 (microbenchmark, ORT, 2 threads).
 """
 
 from __future__ import annotations
