@@ -7,7 +7,8 @@
 2. every planned output is checked up front: without ``force`` an existing file is refused before
    the first one is written, and the directory stays as it was;
 3. the fp32 ONNX is exported and validated (:mod:`acmix_deploy.exporters.onnx`), each fp16/int8
-   variant is derived from it and proven against it (:mod:`acmix_deploy.exporters.precision`),
+   variant is derived from it and proven against it (:mod:`acmix_deploy.exporters.variants`, the
+   stage ``convert`` runs on an existing fp32 ONNX; :mod:`acmix_deploy.exporters.precision`),
    then one TensorRT engine per requested precision is built from the ONNX of that precision
    (:mod:`acmix_deploy.exporters.tensorrt`);
 4. ``format="engine"`` keeps the engines only: every ONNX written on the way is removed with its
@@ -153,6 +154,12 @@ def artifact_stem(path: str | Path) -> str:
     return Path(path).stem
 
 
+def variant_path(fp32_onnx: str | Path, precision: str, output_dir: str | Path | None = None) -> Path:
+    """Where the ``precision`` variant of ``fp32_onnx`` goes: ``model.onnx`` -> ``model.fp16.onnx`` (same folder)."""
+    src = Path(fp32_onnx)
+    return (Path(output_dir) if output_dir is not None else src.parent) / f"{src.stem}.{precision}.onnx"
+
+
 def parse_precisions(precision: str | Sequence[str]) -> tuple[str, ...]:
     """``"fp32,fp16"`` or ``["fp32", "fp16"]`` -> ``("fp32", "fp16")`` (order kept, duplicates dropped)."""
     items = precision.split(",") if isinstance(precision, str) else list(precision)
@@ -217,7 +224,7 @@ def plan_export(
     checkpoint = Path(checkpoint)
     out_dir = Path(output_dir) if output_dir is not None else checkpoint.parent
     target = out_dir / f"{name or artifact_stem(checkpoint)}.onnx"
-    variants = {p: target.with_name(f"{target.stem}.{p}.onnx") for p in precisions if p != "fp32"}
+    variants = {p: variant_path(target, p) for p in precisions if p != "fp32"}
     engines: dict[str, tuple[Path, Path]] = {}
     if format != "onnx":  # one engine per requested precision, from the ONNX that carries its types
         sources = {"fp32": target} if "fp32" in precisions else {}
@@ -312,6 +319,7 @@ def export(
     int8: Int8Settings = Int8Settings(),
     engine: EngineSettings = EngineSettings(),
     eval_data: str | Path | None = None,
+    keep_fp32: Sequence[str] = (),
     force: bool = False,
     progress: Progress = lambda stage, message: None,
 ) -> ExportReport:
@@ -330,6 +338,9 @@ def export(
         engine: how engines are built.
         eval_data: an image folder (class per sub-folder) on which each variant's accuracy is
             measured and recorded in its manifest.
+        keep_fp32: stages/blocks/branches (``layer2.0``, ``stem/head``, ``layer3.1.attention``: the
+            names ``profile`` and ``sensitivity`` print) kept in fp32 in the fp16 and static int8
+            variants; recorded in their manifests (``kept_fp32``). Checked before any work.
         force: replace existing files.
         progress: ``callback(stage, message)`` after each stage.
 
@@ -350,6 +361,7 @@ def export(
 
         raise CheckpointError(f"{checkpoint}: no such file")
     plan.check_writable(force=force)
+    keep_fp32 = _check_keep_fp32(checkpoint, tuple(keep_fp32), plan, int8, onnx.trust_pickle)
     labels = list(onnx.labels) if onnx.labels is not None else None
     written: list[Path] = []  # the ONNX files this run finished, in order
     try:
@@ -371,10 +383,11 @@ def export(
         )
         written.append(plan.onnx)
         report = ExportReport(plan=plan, onnx=fp32)
-        for lower, path in plan.variants.items():
-            report.variants.append(_variant(lower, plan.onnx, path, int8, eval_data, force))
-            written.append(path)
-            progress(lower, f"{path}: {report.variants[-1].describe()}")
+        from .variants import derive_variants  # the variant stage, shared with convert()
+
+        report.variants = derive_variants(
+            plan.onnx, plan.variants, int8, eval_data, force, progress, keep_fp32=keep_fp32, written=written
+        )
         if plan.engines:
             from .tensorrt import build_engine
 
@@ -397,20 +410,27 @@ def export(
     return report
 
 
-def _variant(
-    lower: str, source: Path, path: Path, int8: Int8Settings, eval_data: str | Path | None, force: bool
-) -> PrecisionReport:
-    """Derive and prove one fp16/int8 variant of the fp32 ONNX ``source``."""
-    from .precision import to_fp16, to_int8, to_int8_dynamic
+def _check_keep_fp32(
+    checkpoint: str | Path, names: tuple[str, ...], plan: ExportPlan, int8: Int8Settings, trust_pickle: bool
+) -> tuple[str, ...]:
+    """Refuse (ExportOptionsError) ``--keep-fp32`` names the model does not have, or nothing to keep them from.
 
-    if lower == "fp16":
-        return to_fp16(source, path, force=force, eval_dir=eval_data)
-    if int8.target == "cpu-dynamic":
-        return to_int8_dynamic(source, path, force=force, eval_dir=eval_data)
-    return to_int8(
-        source, path, calibration=int8.calibration, samples=int8.samples, method=int8.method, target=int8.target,
-        force=force, eval_dir=eval_data,
-    )  # fmt: skip
+    The checkpoint's architecture gives the names, so a typo costs no export.
+    """
+    if not names:
+        return names
+    if not plan.variants:
+        raise ExportOptionsError("--keep-fp32 keeps blocks of an fp16/int8 variant in fp32: add --precision fp16/int8")
+    if "int8" in plan.variants and int8.target == "cpu-dynamic":
+        raise ExportOptionsError("--keep-fp32 applies to fp16 and static int8 (--int8-target cpu or tensorrt)")
+    from acmix_deploy.checkpoint import read_checkpoint
+
+    from .precision.blocks import keep_names_problem
+
+    spec = read_checkpoint(checkpoint, trust_pickle=trust_pickle).spec
+    if problem := keep_names_problem(spec.family, spec.hparams, names):
+        raise ExportOptionsError(problem)
+    return names
 
 
 def remove_intermediates(plan: ExportPlan, written: Sequence[Path]) -> int:
@@ -442,4 +462,5 @@ __all__ = [
     "export",
     "parse_precisions",
     "plan_export",
+    "variant_path",
 ]

@@ -2,7 +2,7 @@
 
 Each conversion reads an fp32 artifact written by :func:`acmix_deploy.exporters.onnx.export_onnx`,
 refuses clobbering before any work, proves the variant against the fp32 model in ONNX Runtime
-(seeded random inputs, calibration images, optionally an image folder), and writes a new ONNX plus
+(seeded random inputs, and real images it was not calibrated on: see :mod:`.common`), and writes a new ONNX plus
 its ``<onnx>.json`` sidecar atomically, the variant's own manifest recording what was measured.
 
 * :func:`to_fp16` (:mod:`.fp16`): float16 weights and compute, precision-critical ops kept float32.
@@ -13,17 +13,18 @@ its ``<onnx>.json`` sidecar atomically, the variant's own manifest recording wha
 What they share (source checks, proofs, manifest and writing) is :mod:`.common`.
 """
 
-from .common import PrecisionError, PrecisionReport
+from .common import MEASURE_ONLY, PrecisionError, PrecisionReport
 from .fp16 import DEFAULT_KEEP_FP32_OPS, FP16_TOLERANCE, convert_fp16, ort_cpu_fp16_coverage, to_fp16
-from .int8_dynamic import DYNAMIC_TOLERANCE, to_int8_dynamic
+from .int8_dynamic import DYNAMIC_IMAGE_TOLERANCE, DYNAMIC_TOLERANCE, to_int8_dynamic
 from .int8_static import (
     CALIBRATION_METHODS,
     CPU_FORMATS,
-    INT8_MIN_AGREEMENT,
     INT8_TARGETS,
+    INT8_TOLERANCE,
     Int8Options,
     calibration_images,
     quantize_int8,
+    split_calibration,
     to_int8,
 )
 from .sensitivity import SENSITIVITY_GAIN, QuantizationRun, search_sensitive_groups, sensitivity_candidates
@@ -32,10 +33,12 @@ __all__ = [
     "CALIBRATION_METHODS",
     "CPU_FORMATS",
     "DEFAULT_KEEP_FP32_OPS",
+    "DYNAMIC_IMAGE_TOLERANCE",
     "DYNAMIC_TOLERANCE",
     "FP16_TOLERANCE",
-    "INT8_MIN_AGREEMENT",
     "INT8_TARGETS",
+    "INT8_TOLERANCE",
+    "MEASURE_ONLY",
     "SENSITIVITY_GAIN",
     "Int8Options",
     "PrecisionError",
@@ -47,6 +50,7 @@ __all__ = [
     "quantize_int8",
     "search_sensitive_groups",
     "sensitivity_candidates",
+    "split_calibration",
     "to_fp16",
     "to_int8",
     "to_int8_dynamic",

@@ -2,10 +2,16 @@
 
 A conversion (:mod:`.fp16`, :mod:`.int8_static`, :mod:`.int8_dynamic`) loads an fp32 artifact
 with :func:`load_fp32_source`, refuses clobbering with :func:`check_outputs` before any work,
-proves its variant against the source in ONNX Runtime (:func:`random_parity`,
-:func:`folder_accuracy`), and ends in :func:`write_variant`, which times both models, records
-everything in the variant's typed manifest and writes the ONNX plus its sidecar atomically.
-Keeping this in one place is what makes the three conversions report and refuse alike.
+proves its variant against the source in ONNX Runtime (:func:`random_parity`, and on real images
+that calibration never saw, :func:`heldout_parity`; :func:`folder_accuracy`), and ends in
+:func:`write_variant`, which times both models, records everything in the variant's typed manifest
+and writes the ONNX plus its sidecar atomically. Keeping this in one place is what makes the three
+conversions report and refuse alike.
+
+Held-out images (:class:`HeldOut`): a variant is judged on images it was not calibrated on, or its
+check proves only that calibration fits its own sample. They are the ``eval_dir`` folder when one
+is given, else a seeded share of the calibration source that calibration never reads
+(:func:`split_holdout`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ Run = Callable[[np.ndarray], np.ndarray]
 
 PARITY_BATCHES = (1, 2, 7)
 COMPARED_WITH = "fp32 ONNX in onnxruntime CPU"
+HELDOUT_IMAGES = 256  # at most this many held-out images are compared (a seeded draw of a larger folder)
+HELDOUT_FRACTION = 0.2  # the share of a calibration source held out of calibration when no eval_dir is given
+MEASURE_ONLY = Tolerance(rtol=np.inf, min_cosine=-1.0, min_top1_agreement=0.0)  # records, never fails
 QUANT_OPS = ("Conv", "MatMul", "Gemm")  # the op types static int8 quantizes (and the sensitivity pass considers)
 
 
@@ -55,6 +64,7 @@ class PrecisionReport:
     details: dict = field(default_factory=dict)
     speed: dict | None = None
     seconds: float = 0.0
+    heldout: dict | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -67,6 +77,12 @@ class PrecisionReport:
             f"{self.precision}: max|diff| {p['max_abs_diff']:.3g} (ref scale {p['max_abs_ref']:.2f}), "
             f"cosine {p['cosine_min']:.5f}, top-1 agreement {p['top1_agreement']:.1%} vs fp32 on {p['inputs']}"
         )
+        h = self.heldout
+        if h and h.get("inputs") != p.get("inputs"):
+            text += (
+                f"; on {h['inputs']}: max|diff| {h['max_abs_diff']:.3g}, cosine {h['cosine_min']:.5f}, "
+                f"top-1 agreement {h['top1_agreement']:.1%}"
+            )
         if self.accuracy:
             acc = self.accuracy
             text += (
@@ -166,6 +182,78 @@ def random_parity(
     return report.to_dict() | {"compared_with": COMPARED_WITH}, report
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """Preprocessed images a variant is checked on and was never calibrated on, and where they came from.
+
+    Attributes:
+        images: NCHW float32, preprocessed as the manifest says.
+        source: ``"eval_dir"`` (the evaluation folder) or ``"calibration split"`` (a share of the
+            calibration source that calibration does not read).
+        where: the folder, or ``"array"``.
+        of: how many images the source held.
+    """
+
+    images: np.ndarray
+    source: str
+    where: str
+    of: int
+
+    def describe(self) -> str:
+        n = len(self.images)
+        if self.source == "eval_dir":
+            return f"{n} of {self.of} held-out images of {self.where} (eval folder)"
+        return f"{n} of {self.of} images of the calibration source {self.where}, held out of calibration"
+
+    def record(self) -> dict:
+        return {"source": self.source, "where": self.where, "images": len(self.images), "of": self.of}
+
+
+def folder_files(root: str | Path, what: str) -> list[Path]:
+    """The image files under ``root`` in a fixed order (the files ``evaluate`` would see)."""
+    from acmix_deploy.imagefolder import images_under
+
+    root = Path(root)
+    if not root.is_dir():
+        raise PrecisionError(f"{what} folder {root} does not exist")
+    files = sorted(images_under(root))
+    if not files:
+        raise PrecisionError(f"no images under {root}")
+    return files
+
+
+def folder_heldout(root: str | Path, manifest: Manifest, limit: int = HELDOUT_IMAGES, seed: int = 1) -> HeldOut:
+    """Up to ``limit`` images of an evaluation folder (a seeded draw, class folders mixed), preprocessed."""
+    from acmix_deploy.preprocess import preprocess
+
+    files = folder_files(root, "evaluation")
+    order = sorted(np.random.default_rng(seed).permutation(len(files))[:limit])
+    return HeldOut(preprocess([files[i] for i in order], manifest.preprocessing), "eval_dir", str(root), len(files))
+
+
+def split_holdout(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(kept for calibration, held out)`` of a source of ``count`` images, seeded and disjoint.
+
+    ``HELDOUT_FRACTION`` of the images (at least one, at most ``HELDOUT_IMAGES``) are held out;
+    the order of the kept ones is the seeded permutation's, so drawing ``samples`` of them mixes classes.
+    """
+    if count < 2:
+        raise PrecisionError(
+            f"the calibration source has {count} image(s): validation holds some out of calibration, so give "
+            "at least 2, or evaluation images (eval_dir / --eval-data)"
+        )
+    held = min(HELDOUT_IMAGES, max(1, round(count * HELDOUT_FRACTION)))
+    order = np.random.default_rng(seed).permutation(count)
+    return order[held:], np.sort(order[:held])
+
+
+def heldout_parity(fp32: Run, cand: Run, heldout: HeldOut, tolerance: Tolerance) -> tuple[dict, ParityReport]:
+    """Compare the variant with fp32 on the held-out images: the report as JSON data and as an object."""
+    ref, out = run_batched(fp32, heldout.images), run_batched(cand, heldout.images)
+    report = compare_outputs([ref], [out], [len(ref)], tolerance, inputs=heldout.describe())
+    return report.to_dict() | {"compared_with": COMPARED_WITH, "held_out": heldout.record()}, report
+
+
 def folder_accuracy(fp32: Run, cand: Run, data_dir: str | Path, manifest: Manifest, limit: int | None = None) -> dict:
     """Top-1 of both models on an image folder and their agreement.
 
@@ -233,6 +321,8 @@ class ProvenVariant:
     details: dict = field(default_factory=dict)
     int8_target: str | None = None
     calibration: dict | None = None
+    kept_fp32: list[str] | None = None  # the stages/blocks/branches asked to stay fp32 (``--keep-fp32``)
+    heldout: dict | None = None  # the check on real images it was not calibrated on (heldout_parity)
 
 
 def variant_manifest(source: Manifest, variant: ProvenVariant, report: dict) -> Manifest:
@@ -244,6 +334,7 @@ def variant_manifest(source: Manifest, variant: ProvenVariant, report: dict) -> 
         precision_report=report,
         int8_target=variant.int8_target,
         calibration=variant.calibration,
+        kept_fp32=variant.kept_fp32,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -262,6 +353,7 @@ def write_variant(
         "accuracy": variant.accuracy,
         "details": variant.details,
         "speed": speed,
+        "heldout": variant.heldout,
     }
     manifest = variant_manifest(source.manifest, variant, report)
     save_with_manifest(variant.model, manifest.to_json(), dst, force=force)
@@ -277,4 +369,5 @@ def write_variant(
         details=variant.details,
         speed=speed,
         seconds=time.perf_counter() - started,
+        heldout=variant.heldout,
     )

@@ -19,7 +19,7 @@ import copy
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from acmix_deploy.parity import RANDOM_INPUTS, Tolerance, compare_outputs, rando
 from acmix_deploy.runtimes.onnxruntime import ort_session
 
 from ..validate import ParityError
+from .blocks import keep_fp32_nodes
 from .common import (
     PrecisionError,
     PrecisionReport,
@@ -38,6 +39,8 @@ from .common import (
     check_outputs,
     cpu_runner,
     folder_accuracy,
+    folder_heldout,
+    heldout_parity,
     load_fp32_source,
     random_parity,
     write_variant,
@@ -89,8 +92,13 @@ class _Graph:
         return [i for i, name in enumerate(node.input) if name and i not in skip and self.elem.get(name) == FLOAT]
 
 
-def _plan(g: _Graph, keep: set[str]) -> tuple[list[tuple[onnx.NodeProto, int | None]], dict[str, int]]:
-    """Each node's precision (None: no float tensors) and the precision each float tensor is produced in."""
+def _plan(
+    g: _Graph, keep: set[str], keep_nodes: frozenset[str] = frozenset()
+) -> tuple[list[tuple[onnx.NodeProto, int | None]], dict[str, int]]:
+    """Each node's precision (None: no float tensors) and the precision each float tensor is produced in.
+
+    ``keep`` are op types, ``keep_nodes`` node names computed in float32.
+    """
     current: dict[str, int] = {i.name: FLOAT for i in g.graph.input}
     plan: list[tuple[onnx.NodeProto, int | None]] = []
     for node in g.graph.node:
@@ -98,7 +106,7 @@ def _plan(g: _Graph, keep: set[str]) -> tuple[list[tuple[onnx.NodeProto, int | N
         outs_float = any(g.elem.get(o) == FLOAT for o in node.output)
         if not slots and not outs_float:
             prec = None
-        elif node.op_type in keep:
+        elif node.op_type in keep or node.name in keep_nodes:
             prec = FLOAT
         elif node.op_type in _FOLLOW_OPS:
             produced = [current[node.input[i]] for i in slots if node.input[i] in current]
@@ -193,18 +201,21 @@ def _rewrite_nodes(
 
 
 def convert_fp16(
-    model: onnx.ModelProto, keep_fp32_ops: Sequence[str] = DEFAULT_KEEP_FP32_OPS
+    model: onnx.ModelProto,
+    keep_fp32_ops: Sequence[str] = DEFAULT_KEEP_FP32_OPS,
+    keep_fp32_nodes: Collection[str] = (),
 ) -> tuple[onnx.ModelProto, dict]:
     """float32 -> float16 graph rewrite (in memory). Returns the new model and conversion statistics.
 
-    Each node gets a precision: ops in ``keep_fp32_ops`` float32, data-movement ops follow their
-    input, everything else float16. Float initializers become float16 where only float16 nodes use
+    Each node gets a precision: ops in ``keep_fp32_ops`` and nodes named in ``keep_fp32_nodes``
+    (a block kept in fp32: :mod:`.blocks`) float32, data-movement ops follow their input,
+    everything else float16. Float initializers become float16 where only float16 nodes use
     them (a float16 copy is added where both do); a Cast is inserted wherever a tensor's precision
     differs from its consumer's (one per tensor and direction); graph inputs and outputs stay float32.
     """
     model = onnx.shape_inference.infer_shapes(copy.deepcopy(model), strict_mode=True)
     g = _Graph.of(model.graph)
-    plan, current = _plan(g, set(keep_fp32_ops))
+    plan, current = _plan(g, set(keep_fp32_ops), frozenset(keep_fp32_nodes))
     stats = {"clipped": 0, "flushed": 0, "initializers_fp16": 0, "initializers_fp32": 0, "casts": 0}
     half_name = _convert_initializers(g, plan, stats)
     nodes = _rewrite_nodes(g, plan, current, half_name, stats)
@@ -249,11 +260,13 @@ def to_fp16(
     dst_onnx: str | Path,
     *,
     keep_fp32_ops: Sequence[str] = DEFAULT_KEEP_FP32_OPS,
+    keep_fp32: Sequence[str] = (),
     force: bool = False,
     tolerance: Tolerance = FP16_TOLERANCE,
     eval_dir: str | Path | None = None,
     eval_limit: int | None = None,
     numpy_check: bool = True,
+    check_images: str | Path | None = None,
 ) -> PrecisionReport:
     """Write a float16 (mixed-precision) copy of an fp32 acmix-deploy ONNX, proven against it.
 
@@ -261,10 +274,16 @@ def to_fp16(
         src_onnx: the fp32 ONNX (from :func:`acmix_deploy.exporters.onnx.export_onnx`).
         dst_onnx: the new ONNX; its manifest also goes to ``<dst>.json``.
         keep_fp32_ops: op types computed in float32 (behind Cast nodes).
+        keep_fp32: stages/blocks/branches (``layer2.0``, ``layer3.1.attention``: the names
+            ``profile`` and ``sensitivity`` print) whose nodes stay float32; recorded in the
+            manifest's ``kept_fp32``.
         force: replace existing files.
         tolerance: parity bounds vs the fp32 model in ONNX Runtime (raise ParityError outside them).
         eval_dir: an image folder (one sub-folder per class) to measure accuracy and agreement on.
         eval_limit: at most this many images of ``eval_dir``.
+        check_images: an image folder (default ``eval_dir``) on which the variant must also stay
+            within ``tolerance`` of fp32 (up to 256 images, seeded; recorded as ``heldout``):
+            real activations, which random inputs do not reach.
         numpy_check: also run the float16 graph in ``onnx.reference`` (numpy, computing in float16
             dtype, i.e. float16-rounded arithmetic, stricter than fp32 accumulation) on one random
             input and record its difference from fp32: ORT CPU runs most float16 ops in float32.
@@ -276,8 +295,9 @@ def to_fp16(
     dst = check_outputs(dst_onnx, force)
     source = load_fp32_source(src_onnx)
     manifest = source.manifest
+    kept_nodes = keep_fp32_nodes(source.model, manifest, keep_fp32)
     try:
-        converted, stats = convert_fp16(source.model, keep_fp32_ops)
+        converted, stats = convert_fp16(source.model, keep_fp32_ops, kept_nodes)
         onnx.checker.check_model(converted, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise PrecisionError(f"float16 conversion produced an invalid graph: {str(exc).splitlines()[0]}") from None
@@ -288,9 +308,14 @@ def to_fp16(
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
         raise PrecisionError(f"onnxruntime (CPU) cannot load the float16 model: {exc}") from None
     parity, parity_report = random_parity(fp32_run, run, manifest.img_size, tolerance)
+    images_dir = check_images if check_images is not None else eval_dir
+    heldout, heldout_report = (
+        heldout_parity(fp32_run, run, folder_heldout(images_dir, manifest), tolerance) if images_dir else (None, None)
+    )
     accuracy = folder_accuracy(fp32_run, run, eval_dir, manifest, eval_limit) if eval_dir is not None else None
     details = {
         "keep_fp32_ops": list(keep_fp32_ops),
+        **({"keep_fp32": {"names": list(keep_fp32), "nodes": len(kept_nodes)}} if keep_fp32 else {}),
         "conversion": stats,
         "onnxruntime_cpu": ort_cpu_fp16_coverage(converted)
         | {
@@ -309,6 +334,15 @@ def to_fp16(
         }
     if not parity_report.passed:
         raise ParityError(f"float16 model out of tolerance vs fp32: {parity_report.describe()}", parity_report)
+    if heldout_report is not None and not heldout_report.passed:
+        raise ParityError(
+            f"float16 model out of tolerance vs fp32 on {heldout_report.inputs}: {heldout_report.describe()}; "
+            "nothing written",
+            heldout_report,
+        )
     precision = "mixed" if stats["nodes_fp32"] else "fp16"
-    variant = ProvenVariant(converted, precision, parity, run, accuracy=accuracy, details=details)
+    variant = ProvenVariant(
+        converted, precision, parity, run, accuracy=accuracy, details=details, heldout=heldout,
+        kept_fp32=list(keep_fp32) or None,
+    )  # fmt: skip
     return write_variant(source, variant, dst, force=force, started=started)

@@ -6,8 +6,10 @@ kernels (QDQ on request). ``"tensorrt"``: QDQ with symmetric S8 activations and 
 point 0) on Conv/MatMul/Gemm only, the form TensorRT's explicit quantization takes. Calibration
 runs once on preprocessed images (an array, or an image folder preprocessed as the manifest
 says) and is cached, so the sensitivity pass (:mod:`.sensitivity`) costs one quantization and
-one pass over the images per try. The result must agree with fp32 on the calibration images.
-Manifest precision ``"int8"``, with ``int8_target`` and ``calibration`` recorded.
+one pass over the images per try. The result is judged on held-out images, never the ones it was
+calibrated on (``eval_dir`` when given, else a seeded share of the calibration source that
+calibration does not read: :func:`split_calibration`), against :data:`INT8_TOLERANCE`; outside it
+nothing is written. Manifest precision ``"int8"``, with ``int8_target`` and ``calibration`` recorded.
 """
 
 from __future__ import annotations
@@ -26,19 +28,24 @@ from acmix_deploy.parity import Tolerance, compare_outputs
 
 from ..graph import op_histogram
 from ..validate import ParityError
+from .blocks import keep_fp32_nodes
 from .common import (
-    COMPARED_WITH,
     QUANT_OPS,
     Fp32Source,
+    HeldOut,
     PrecisionError,
     PrecisionReport,
     ProvenVariant,
     check_outputs,
     cpu_runner,
     folder_accuracy,
+    folder_files,
+    folder_heldout,
+    heldout_parity,
     load_fp32_source,
     random_parity,
     run_batched,
+    split_holdout,
     write_variant,
 )
 from .sensitivity import QuantizationRun, search_sensitive_groups, sensitivity_candidates
@@ -47,7 +54,12 @@ INT8_TARGETS = ("cpu", "tensorrt")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 CPU_FORMATS = ("qoperator", "qdq")
 CALIB_PERCENTILE = 99.999
-INT8_MIN_AGREEMENT = 0.9  # top-1 agreement with fp32 on the calibration images below which to_int8 fails
+# Held-out images vs fp32. Measured on the shipped digits ACmix-ResNet-26, calibrated on 256 training images
+# (minmax), judged on the 256 held-out ones / 256 test images (max|diff| as a share of the logit scale,
+# worst cosine, top-1 agreement): default (sensitivity pass on) cpu 0.074/0.107, 0.989/0.976, 100%/99.6%;
+# tensorrt 0.147/0.138, 0.960/0.959, 100%/98.8%. Without the sensitivity pass, tensorrt: 0.405/0.243,
+# 0.874/0.819, 100%/99.2%. The bounds leave 3-5x the default's error; wrecked calibration measures >2, <0.
+INT8_TOLERANCE = Tolerance(rtol=0.5, min_cosine=0.8, min_top1_agreement=0.95)
 _ANY = Tolerance(rtol=np.inf, min_cosine=0.0, min_top1_agreement=0.0)  # measure only
 
 
@@ -61,10 +73,13 @@ class Int8Options:
         samples: calibration images used.
         per_channel: per-output-channel weight scales.
         exclude_nodes: node names kept in float (names of the pre-processed graph; see the report).
+        keep_fp32: stages/blocks/branches kept in float (``layer2.0``, ``stem/head``: the names
+            ``profile`` and ``sensitivity`` print), recorded in the manifest's ``kept_fp32``.
         sensitivity: run the sensitivity pass (:func:`.sensitivity.search_sensitive_groups`).
         sensitivity_budget: at most this many candidate groups tried (plus the union of the helpful ones).
         cpu_format: ``"qoperator"`` (QLinearConv/QLinearMatMul: faster on ORT CPU) or ``"qdq"``; target cpu only.
-        min_agreement: fail (ParityError) below this top-1 agreement with fp32 on the calibration images.
+        tolerance: fail (ParityError, nothing written) outside these bounds vs fp32 on the held-out
+            images (``MEASURE_ONLY`` records without failing).
 
     Raises:
         PrecisionError: an unknown choice or an out-of-range number.
@@ -75,13 +90,15 @@ class Int8Options:
     samples: int = 256
     per_channel: bool = True
     exclude_nodes: tuple[str, ...] = field(default_factory=tuple)
+    keep_fp32: tuple[str, ...] = field(default_factory=tuple)
     sensitivity: bool = True
     sensitivity_budget: int = 5
     cpu_format: str = "qoperator"
-    min_agreement: float = INT8_MIN_AGREEMENT
+    tolerance: Tolerance = INT8_TOLERANCE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude_nodes", tuple(self.exclude_nodes or ()))
+        object.__setattr__(self, "keep_fp32", tuple(self.keep_fp32 or ()))
         for name, value, choices in (
             ("int8 target", self.target, INT8_TARGETS),
             ("calibration method", self.method, CALIBRATION_METHODS),
@@ -93,8 +110,8 @@ class Int8Options:
             raise PrecisionError(f"samples must be >= 1, got {self.samples}")
         if self.sensitivity_budget < 0:
             raise PrecisionError(f"sensitivity_budget must be >= 0, got {self.sensitivity_budget}")
-        if not 0.0 <= self.min_agreement <= 1.0:
-            raise PrecisionError(f"min_agreement must be within 0..1, got {self.min_agreement}")
+        if not 0.0 <= self.tolerance.min_top1_agreement <= 1.0:
+            raise PrecisionError(f"min_top1_agreement must be within 0..1, got {self.tolerance.min_top1_agreement}")
 
 
 def calibration_images(source, manifest: Manifest, samples: int, seed: int = 0) -> np.ndarray:
@@ -118,6 +135,38 @@ def calibration_images(source, manifest: Manifest, samples: int, seed: int = 0) 
         raise PrecisionError(f"no images under {root}")
     order = np.random.default_rng(seed).permutation(len(files))[:samples]  # class folders are sorted: mix them
     return preprocess([files[i] for i in sorted(order)], manifest.preprocessing)
+
+
+def split_calibration(
+    source, manifest: Manifest, samples: int, eval_dir: str | Path | None = None, seed: int = 0
+) -> tuple[np.ndarray, HeldOut]:
+    """The calibration images and the held-out images the result is judged on, never the same ones.
+
+    With ``eval_dir``, the held-out images are drawn from it and calibration uses ``samples`` of the
+    whole source. Without, a seeded :data:`~.common.HELDOUT_FRACTION` of the source (an array's rows
+    or a folder's files) is held out and ``samples`` are drawn from the rest.
+
+    Raises:
+        PrecisionError: a bad source, ``eval_dir`` is the calibration folder, or too few images to split.
+    """
+    from acmix_deploy.preprocess import preprocess
+
+    if eval_dir is not None:
+        if not isinstance(source, np.ndarray) and Path(source).resolve() == Path(eval_dir).resolve():
+            raise PrecisionError(
+                f"the evaluation folder {eval_dir} is the calibration folder: the int8 check needs images "
+                "calibration never saw (calibrate on the training split)"
+            )
+        return calibration_images(source, manifest, samples, seed), folder_heldout(eval_dir, manifest)
+    if isinstance(source, np.ndarray):
+        images = calibration_images(source, manifest, len(source))
+        kept, held = split_holdout(len(images), seed)
+        return images[np.sort(kept[:samples])], HeldOut(images[held], "calibration split", "array", len(images))
+    files = folder_files(source, "calibration")
+    kept, held = split_holdout(len(files), seed)
+    calib = preprocess([files[i] for i in np.sort(kept[:samples])], manifest.preprocessing)
+    heldout = preprocess([files[i] for i in held], manifest.preprocessing)
+    return calib, HeldOut(heldout, "calibration split", str(source), len(files))
 
 
 def _calibration_reader(images: np.ndarray, input_name: str, batch: int = 16):
@@ -229,13 +278,16 @@ class StaticQuantizer:
         return run
 
 
-def _quantize_best(quantizer: StaticQuantizer, options: Int8Options) -> tuple[QuantizationRun, dict]:
-    """The baseline quantization, improved by the sensitivity pass when asked for."""
+def _quantize_best(
+    quantizer: StaticQuantizer, options: Int8Options, manifest: Manifest
+) -> tuple[QuantizationRun, dict]:
+    """The baseline quantization (``keep_fp32`` blocks in float), improved by the sensitivity pass when asked for."""
     names = {n.name for n in quantizer.pre_model.graph.node}
     unknown = sorted(set(options.exclude_nodes) - names)
     if unknown:
         raise PrecisionError(f"exclude_nodes not in the graph: {', '.join(unknown[:5])}")
-    baseline = quantizer.quantize(options.exclude_nodes)
+    kept = keep_fp32_nodes(quantizer.pre_model, manifest, options.keep_fp32)
+    baseline = quantizer.quantize(tuple(dict.fromkeys([*options.exclude_nodes, *kept])))
     if not (options.sensitivity and options.sensitivity_budget > 0):
         return baseline, {"ran": False}
     groups = sensitivity_candidates(quantizer.pre_model)
@@ -256,29 +308,31 @@ def quantize_int8(
     started = time.perf_counter()
     dst = check_outputs(dst_onnx, force)
     source = load_fp32_source(src_onnx)
-    images = calibration_images(calibration, source.manifest, options.samples)
+    images, heldout = split_calibration(calibration, source.manifest, options.samples, eval_dir)
     with tempfile.TemporaryDirectory(prefix="acmix-int8.") as tmp:
         quantizer = StaticQuantizer(source, images, options, Path(tmp))
-        best, search = _quantize_best(quantizer, options)
+        best, search = _quantize_best(quantizer, options, source.manifest)
 
     run = cpu_runner(best.model)
     random_report, _ = random_parity(source.run, run, source.manifest.img_size, _ANY)
-    calib = compare_outputs(
-        [quantizer.ref_logits],
-        [run_batched(run, images)],
-        [len(images)],
-        Tolerance(rtol=np.inf, min_cosine=0.0, min_top1_agreement=options.min_agreement),
-        inputs=f"the {len(images)} calibration images",
-    )
-    if not calib.passed:
+    parity, check = heldout_parity(source.run, run, heldout, options.tolerance)
+    if not check.passed:
+        t = options.tolerance
         raise ParityError(
-            f"int8 model agrees with fp32 on {calib.top1_agreement:.1%} of the calibration images "
-            f"(< {options.min_agreement:.0%}); try method='entropy' or 'percentile', more samples, or exclude_nodes",
-            calib,
+            f"int8 model out of tolerance vs fp32 on {heldout.describe()}: max|diff| {check.max_abs_diff:.3g} "
+            f"(allowed {t.rtol:g} x {max(1.0, check.max_abs_ref):.2f}), worst cosine {check.cosine_min:.4f} "
+            f"(>= {t.min_cosine:g}), top-1 agreement {check.top1_agreement:.1%} (>= {t.min_top1_agreement:.0%}); "
+            "nothing written. Try method='entropy' or 'percentile', more samples, or exclude_nodes",
+            check,
         )
+    calib_check = compare_outputs(
+        [quantizer.ref_logits], [run_batched(run, images)], [len(images)], _ANY,
+        inputs=f"the {len(images)} calibration images",
+    )  # fmt: skip
     record = {
         "method": options.method,
         "samples": len(images),
+        "held_out": heldout.record(),
         "source": "array" if isinstance(calibration, np.ndarray) else str(calibration),
         **({"percentile": CALIB_PERCENTILE} if options.method == "percentile" else {}),
     }
@@ -289,18 +343,21 @@ def quantize_int8(
         "per_channel": options.per_channel,
         "calibration": record,
         "excluded_nodes": list(best.excluded),
+        **({"keep_fp32": {"names": list(options.keep_fp32)}} if options.keep_fp32 else {}),
         "sensitivity": search,
         "quantizations": [r.record() for r in quantizer.runs],
+        "calibration_images_parity": calib_check.to_dict() | {"note": "the images it was calibrated on: not a proof"},
         "random_inputs_parity": random_report
         | {"note": "standard-normal inputs lie far outside the calibrated ranges: clipped, not representative"},
         "quantized_ops": op_histogram(best.model),
         "qdq_nodes": sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in best.model.graph.node),
     }
-    parity = calib.to_dict() | {"compared_with": COMPARED_WITH}
     accuracy = folder_accuracy(source.run, run, eval_dir, source.manifest, eval_limit) if eval_dir is not None else None
     variant = ProvenVariant(
-        best.model, "int8", parity, run, accuracy, details, int8_target=options.target, calibration=record
-    )
+        best.model, "int8", parity, run, accuracy, details, int8_target=options.target, calibration=record,
+        heldout=parity,
+        kept_fp32=list(options.keep_fp32) or None,
+    )  # fmt: skip
     return write_variant(source, variant, dst, force=force, started=started)
 
 
@@ -314,10 +371,11 @@ def to_int8(
     samples: int = 256,
     per_channel: bool = True,
     exclude_nodes: Sequence[str] | None = None,
+    keep_fp32: Sequence[str] = (),
     sensitivity: bool = True,
     sensitivity_budget: int = 5,
     cpu_format: str = "qoperator",
-    min_agreement: float = INT8_MIN_AGREEMENT,
+    tolerance: Tolerance = INT8_TOLERANCE,
     eval_dir: str | Path | None = None,
     eval_limit: int | None = None,
     force: bool = False,
@@ -329,13 +387,15 @@ def to_int8(
         dst_onnx: the new ONNX; its manifest also goes to ``<dst>.json``.
         calibration: preprocessed images (N, 3, S, S) or an image folder (searched recursively;
             preprocessed with the manifest's preprocessing; ``samples`` drawn with a fixed seed).
-        target, method, samples, per_channel, exclude_nodes, sensitivity, sensitivity_budget,
-            cpu_format, min_agreement: the conversion's knobs, as in :class:`Int8Options`. The
+        target, method, samples, per_channel, exclude_nodes, keep_fp32, sensitivity, sensitivity_budget,
+            cpu_format, tolerance: the conversion's knobs, as in :class:`Int8Options`. The
             sensitivity pass tries keeping in float each group of usually sensitive nodes (first
             conv, classifier, attention MatMuls; ``sensitivity_budget`` groups at most, plus one run
             of the union when several help); a group stays float when it keeps the top-1 agreement
             with fp32 on the calibration images and cuts the logits' normalised squared error by >= 25%.
-        eval_dir, eval_limit: an image folder to report accuracy and agreement on.
+        eval_dir, eval_limit: an image folder to report accuracy and agreement on; its images (up
+            to 256, seeded) are also the held-out images the result is judged on. Without it, a
+            seeded 20% of ``calibration`` (at most 256 images) is held out of calibration for that.
         force: replace existing files.
 
     Raises:
@@ -347,10 +407,11 @@ def to_int8(
         samples=samples,
         per_channel=per_channel,
         exclude_nodes=tuple(exclude_nodes or ()),
+        keep_fp32=tuple(keep_fp32),
         sensitivity=sensitivity,
         sensitivity_budget=sensitivity_budget,
         cpu_format=cpu_format,
-        min_agreement=min_agreement,
+        tolerance=tolerance,
     )
     return quantize_int8(
         src_onnx, dst_onnx, calibration, options, eval_dir=eval_dir, eval_limit=eval_limit, force=force

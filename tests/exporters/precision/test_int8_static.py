@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from acmix_deploy.exporters.precision import Int8Options, PrecisionError, quantize_int8, to_int8
+from acmix_deploy.exporters.precision import MEASURE_ONLY, Int8Options, PrecisionError, quantize_int8, to_int8
 from acmix_deploy.manifest import read_manifest
-from acmix_deploy.parity import random_inputs
+from acmix_deploy.parity import Tolerance, random_inputs
 
 
 @pytest.mark.parametrize(
@@ -17,7 +17,7 @@ from acmix_deploy.parity import random_inputs
         ({"cpu_format": "qlinear"}, "unknown cpu_format 'qlinear'"),
         ({"samples": 0}, "samples must be >= 1"),
         ({"sensitivity_budget": -1}, "sensitivity_budget must be >= 0"),
-        ({"min_agreement": 1.5}, "min_agreement must be within 0..1"),
+        ({"tolerance": Tolerance(min_top1_agreement=1.5)}, "min_top1_agreement must be within 0..1"),
     ],
 )
 def test_options_refuse_bad_knobs_before_any_work(knobs, message, small_artifacts, tmp_path):
@@ -37,14 +37,17 @@ def test_options_are_plain_values():
 def test_options_call_records_typed_int8_fields(small_artifacts, tmp_path):
     calib = random_inputs(16, 64, seed=3)
     dst = tmp_path / "q.onnx"
-    options = Int8Options(target="tensorrt", samples=16, sensitivity=True, sensitivity_budget=1, min_agreement=0.0)
+    options = Int8Options(target="tensorrt", samples=16, sensitivity=True, sensitivity_budget=1, tolerance=MEASURE_ONLY)
     report = quantize_int8(small_artifacts["onnx"], dst, calib, options)
     manifest = read_manifest(dst)
     assert manifest.precision == "int8" and manifest.int8_target == "tensorrt"
-    assert manifest.calibration == {"method": "minmax", "samples": 16, "source": "array"}
+    held = {"source": "calibration split", "where": "array", "images": 3, "of": 16}  # 20% never calibrated on
+    assert manifest.calibration == {"method": "minmax", "samples": 13, "held_out": held, "source": "array"}
     assert manifest.precision_report["details"] == report.details and manifest.extra == {}
     assert manifest.batch == read_manifest(small_artifacts["onnx"]).batch
-    assert manifest.parity["onnxruntime_int8_vs_fp32_onnx"]["inputs"] == "the 16 calibration images"
+    recorded = manifest.parity["onnxruntime_int8_vs_fp32_onnx"]
+    assert recorded["inputs"] == "3 of 16 images of the calibration source array, held out of calibration"
+    assert recorded["held_out"] == held and manifest.precision_report["heldout"] == recorded
     search = report.details["sensitivity"]
     tried = [k for k in search["nmse"] if k != "none"]
     assert search["ran"] and len(tried) == 1 and tried[0] == next(iter(search["groups"]))  # budget 1: one group
