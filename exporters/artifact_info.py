@@ -38,8 +38,12 @@ class OnnxInfo:
 
     def to_dict(self) -> dict:
         manifest = self.manifest.to_dict() if self.manifest else {"error": self.error}
-        tensorrt = [dict(f.__dict__) for f in self.findings] if self.trt_major is not None else None
-        return {"manifest": manifest, "tensorrt": tensorrt}
+        if self.trt_major is None:
+            return {"manifest": manifest, "tensorrt": None}
+        from .tensorrt.findings import group_findings
+
+        groups = [g.to_dict() for g in group_findings(self.findings)]  # what the text shows, counted
+        return {"manifest": manifest, "tensorrt": [dict(f.__dict__) for f in self.findings], "tensorrt_groups": groups}
 
     def text(self) -> str:
         lines = []

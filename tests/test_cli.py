@@ -476,3 +476,45 @@ def test_triton_new_version_keeps_the_models_serving_settings(cli_env, tmp_path)
     config = (tmp_path / "repo" / "m" / "config.pbtxt").read_text()
     assert (tmp_path / "repo" / "m" / "2" / "model.onnx").is_file()
     assert "count: 3" in config and "max_queue_delay_microseconds: 250" in config, config
+
+
+# -- convert, predict's timing, inspect --tensorrt's grouped findings ------------------------------------
+
+
+def test_convert_adds_variants_to_an_fp32_export_without_force_and_refuses_the_rest(small_artifacts, tmp_path):
+    import shutil
+
+    src = tmp_path / "model.onnx"
+    shutil.copy(small_artifacts["onnx"], src)
+    shutil.copy(str(small_artifacts["onnx"]) + ".json", str(src) + ".json")
+    proc = inproc("convert", str(src), "--precision", "fp16,int8", "--int8-target", "cpu-dynamic")
+    assert proc.returncode == 0, proc.stderr
+    fp16, int8 = tmp_path / "model.fp16.onnx", tmp_path / "model.int8.onnx"
+    assert fp16.is_file() and (tmp_path / "model.fp16.onnx.json").is_file() and int8.is_file()
+    assert f"{fp16} (+ model.fp16.onnx.json)" in proc.stdout and "int8:" in proc.stdout
+    stamp = fp16.read_bytes()
+    again = inproc("convert", str(src), "--precision", "fp16")
+    assert_one_line_error(again, 1, "model.fp16.onnx")
+    assert fp16.read_bytes() == stamp
+    assert_one_line_error(inproc("convert", str(fp16)), 1, "convert from the fp32 export")
+    assert_one_line_error(inproc("convert", str(src), "--precision", "fp32"), 2, "fp16/int8 variants")
+    assert_one_line_error(inproc("convert", str(src), "--precision", "int8"), 2, "--calib")
+    # the ORT CPU int8 form, read by inspect --tensorrt: counted findings and the form to export instead
+    inspected = inproc("inspect", str(int8), "--tensorrt")
+    assert inspected.returncode == 1 and "what to do:" in inspected.stdout, inspected.stdout
+    assert inspected.stdout.count("an int8 artifact for ONNX Runtime CPU") == 1  # once, not per finding
+    assert "--precision int8 --int8-target tensorrt" in inspected.stdout
+
+
+def test_predict_prints_what_ran_and_each_images_time(cli_env):
+    import re
+
+    first, second = sorted(Path(cli_env["data"]).rglob("*.png"))[:2]
+    proc = inproc("predict", cli_env["onnx"], str(first), str(second), "--top-k", "2")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("onnxruntime:small.onnx [fp32], 64 px, 10 classes; top-2") and "per image" in lines[0]
+    assert re.fullmatch(rf"{re.escape(str(first))}  \(\d+\.\d ms\)", lines[1]), lines[1]
+    assert re.fullmatch(rf"{re.escape(str(second))}  \(\d+\.\d ms\)", lines[4]), lines[4]
+    data = json.loads(inproc("predict", cli_env["onnx"], str(first), "--json").stdout)
+    assert data[0]["ms"] > 0 and len(data[0]["predictions"]) == 5

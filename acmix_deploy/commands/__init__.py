@@ -13,6 +13,7 @@ COMMANDS = (
     checkpoints.inspect,
     checkpoints.init,
     export.export,
+    export.convert,
     run.predict,
     run.verify,
     measure.benchmark,

@@ -166,6 +166,38 @@ def build(
     show(report.to_dict(), text, json_out)
 
 
+def convert(
+    model: Annotated[Path, typer.Argument(help="An fp32 ONNX exported by acmix-deploy (dynamic batch).")],
+    precision: Annotated[str, typer.Option(help="fp16, int8 or fp16,int8 (writes MODEL.fp16.onnx ...).")] = "fp16",
+    output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Default: the model's.")] = None,
+    calib: Annotated[Path | None, typer.Option(help="int8: calibration images (folder: the training split).")] = None,
+    calib_samples: Annotated[int, typer.Option(help="int8: calibration images to use.")] = 256,
+    calib_method: Annotated[Literal[CALIBRATION_METHODS], typer.Option(help="int8: calibration method.")] = "minmax",
+    int8_target: Annotated[Int8Target, typer.Option(help="int8: cpu, cpu-dynamic (no calibration), tensorrt.")] = "cpu",
+    eval_data: Annotated[
+        Path | None, typer.Option(help="Held-out images: accuracy recorded, each variant checked on them.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing variants.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """fp16/int8 variants of an existing fp32 ONNX, proven against it (export's variant stage, no re-export)."""
+    from acmix_deploy.exporters.pipeline import Int8Settings
+    from acmix_deploy.exporters.variants import convert as run_convert
+
+    int8 = Int8Settings(target=int8_target, calibration=calib, samples=calib_samples, method=calib_method)
+    report = run_convert(
+        model,
+        output_dir,
+        precision=precision,
+        int8=int8,
+        eval_data=eval_data,
+        force=force,
+        progress=stage_printer(json_out),
+    )
+    text = "\n" + "\n".join(f"  {key:<9} {value}" for key, value in report.summary())
+    show(report.to_dict(), text, json_out)
+
+
 def triton(
     artifacts: Annotated[list[Path], typer.Argument(help="ONNX models or TensorRT plans to serve.")],
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Model repository directory.")] = None,

@@ -37,20 +37,37 @@ def predict(
     labels: Labels = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Classify images with any artifact, using the preprocessing recorded in its manifest."""
+    """Classify images with any artifact, using the preprocessing recorded in its manifest.
+
+    Prints what ran (artifact, backend, precision, input size) and each image's time, preprocessing
+    included, after one untimed warm-up call (the first call pays for allocations and kernel choice).
+    """
+    import time
+
     from acmix_deploy import Predictor
 
     at_least(1, top_k=top_k)
     require_files([artifact])
     with Predictor.load(artifact, backend=backend, labels=labels) as predictor:
-        results = predictor.predict([str(p) for p in images], top_k=top_k)
+        m = predictor.manifest
+        header = (
+            f"{predictor.runner.describe()} [{m.precision}], {m.img_size} px, {m.num_classes} classes; "
+            f"top-{top_k} per image, time per image (batch 1, preprocessing included, after 1 warm-up)"
+        )
+        if images:
+            predictor.predict([str(images[0])], top_k=top_k)  # warm-up, untimed
+        results, times = [], []
+        for img in images:  # one at a time: each image's own time
+            start = time.perf_counter()
+            results += predictor.predict([str(img)], top_k=top_k)
+            times.append(1e3 * (time.perf_counter() - start))
     payload = [
-        {"image": str(img), "predictions": [p.__dict__ for p in preds]}
-        for img, preds in zip(images, results, strict=True)
+        {"image": str(img), "ms": round(ms, 3), "predictions": [p.__dict__ for p in preds]}
+        for img, preds, ms in zip(images, results, times, strict=True)
     ]
-    lines = []
-    for img, preds in zip(images, results, strict=True):
-        lines += [f"{img}", *(f"  {p.probability:7.2%}  {p.index:>5}  {p.label}" for p in preds)]
+    lines = [header]
+    for img, preds, ms in zip(images, results, times, strict=True):
+        lines += [f"{img}  ({ms:.1f} ms)", *(f"  {p.probability:7.2%}  {p.index:>5}  {p.label}" for p in preds)]
     show(payload, "\n".join(lines), json_out)
 
 
