@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python scripts/bench_floor.py [--models acmix_resnet50,acmix_swin_tiny] [--batches 1,8]
         [--rounds 7] [--threads 2] [--onnx MODEL[:TAG]=PATH ...] [--keep DIR] [--json out.json]
-        [--compare] [--bound]
+        [--compare] [--bound] [--branches]
 
 The floor of a model is its convolution + matrix-multiply work (MACs as ``acmix-deploy models``
 counts them, times the batch) at the best fp32 rate this machine reaches: a 2048³ MatMul in
@@ -23,6 +23,10 @@ over the floor is a lower bound on the ratio that no rewrite of the other operat
 ``bound = gemm_kernel_ms / floor_ms``; adding the kernels the math needs in any graph (Softmax,
 LayerNormalization, GELU) gives a second, tighter bound. Per GEMM shape it prints the achieved GFLOP/s against the
 2048³ rate, so it shows which shapes run below the probe's rate and by how much.
+
+``--branches`` profiles every candidate in the same interleaved rounds (one profiled run of each
+per round) and folds kernel time onto ACmix branches as ``acmix-deploy profile`` names them, so a
+before/after comparison per branch sees the same load (``profile`` runs one model at a time).
 """
 
 from __future__ import annotations
@@ -205,6 +209,51 @@ def print_bound(r: dict, top: int) -> None:
         )
 
 
+def _node_index(path: Path) -> dict[str, tuple[str, int]]:
+    """ONNX node name and output names -> (op, group), to classify profiler kernels."""
+    model = onnx.load(str(path), load_external_data=False)
+    index: dict[str, tuple[str, int]] = {}
+    for node in model.graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        for key in (node.name, *node.output):
+            index.setdefault(key, (node.op_type, group))
+    return index
+
+
+def branches(paths: dict[str, Path], batch: int, rounds: int, threads: int) -> dict[str, dict[str, float]]:
+    """Kernel ms per ACmix branch for each candidate, profiled in the same interleaved rounds."""
+    from acmix_deploy.families.nodes import node_branch
+    from acmix_deploy.manifest import read_manifest
+
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {
+            m: ort_session(p, threads=threads, profile_prefix=Path(tmp) / f"p{i}")
+            for i, (m, p) in enumerate(paths.items())
+        }
+        for s in sessions.values():
+            s.run(None, {"input": x})
+        for _ in range(rounds):
+            for s in sessions.values():
+                s.run(None, {"input": x})
+        for m, s in sessions.items():
+            events = json.loads(Path(s.end_profiling()).read_text())
+            family, index = read_manifest(paths[m]).family, _node_index(paths[m])
+            runs = sorted(e["ts"] + e["dur"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+            parts: dict[str, float] = {}
+            for e in events:
+                if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < runs[0]:
+                    continue
+                name = e["name"].removesuffix("_kernel_time")
+                base = name.removesuffix("_nchwc").split("/MatmulTransposeFusion")[0]
+                op, group = index.get(base, (e.get("args", {}).get("op_name", "?"), 1))
+                branch = node_branch(family, name, op, group)
+                parts[branch] = parts.get(branch, 0.0) + e["dur"] / 1000.0 / rounds
+            out[m] = dict(sorted(parts.items(), key=lambda kv: -kv[1]))
+    return out
+
+
 def export_deploy(name: str, workdir: Path, *, rewrite: bool = True) -> Path:
     """Random official-style weights (seed 0: every export of a model holds the same weights)."""
     torch.manual_seed(0)
@@ -240,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--top", type=int, default=12, help="--bound: GEMM shapes listed per model")
     parser.add_argument(
+        "--branches",
+        action="store_true",
+        help="instead of latency: kernel ms per ACmix branch, all candidates interleaved",
+    )
+    parser.add_argument(
         "--compare",
         action="store_true",
         help="also time the reference model in torch eager and its naive (--no-rewrite) export, same rounds",
@@ -255,6 +309,17 @@ def main(argv: list[str] | None = None) -> int:
         paths = {m: Path(given[m]) if m in given else export_deploy(m, workdir) for m in models}
         paths.update({label: Path(p) for label, p in given.items() if ":" in label})
         models = list(paths)
+        if args.branches:
+            result = {}
+            for batch in batches:
+                result[batch] = branches(paths, batch, args.rounds, args.threads)
+                for m, parts in result[batch].items():
+                    total = sum(parts.values())
+                    cells = ", ".join(f"{b} {ms:.1f} ({ms / total:.0%})" for b, ms in parts.items())
+                    print(f"batch {batch} {m}: kernels {total:.1f} ms: {cells}")
+            if args.json:
+                args.json.write_text(json.dumps(result, indent=2))
+            return 0
         if args.bound:
             rows = []
             for batch in batches:
