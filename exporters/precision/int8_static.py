@@ -59,6 +59,7 @@ CALIB_PERCENTILE = 99.999
 # worst cosine, top-1 agreement): default (sensitivity pass on) cpu 0.074/0.107, 0.989/0.976, 100%/99.6%;
 # tensorrt 0.147/0.138, 0.960/0.959, 100%/98.8%. Without the sensitivity pass, tensorrt: 0.405/0.243,
 # 0.874/0.819, 100%/99.2%. The bounds leave 3-5x the default's error; wrecked calibration measures >2, <0.
+# Reproduce: .venv/bin/python scripts/precision_heldout.py --out /tmp/heldout
 INT8_TOLERANCE = Tolerance(rtol=0.5, min_cosine=0.8, min_top1_agreement=0.95)
 _ANY = Tolerance(rtol=np.inf, min_cosine=0.0, min_top1_agreement=0.0)  # measure only
 
