@@ -51,8 +51,18 @@ def export(
     calib: Annotated[Path | None, typer.Option(help="int8: calibration images (folder).")] = None,
     calib_samples: Annotated[int, typer.Option(help="int8: calibration images to use.")] = 256,
     calib_method: Annotated[Literal[CALIBRATION_METHODS], typer.Option(help="int8: calibration method.")] = "minmax",
-    eval_data: Annotated[Path | None, typer.Option(help="fp16/int8: accuracy on this image folder, recorded.")] = None,
+    eval_data: Annotated[
+        Path | None, typer.Option(help="fp16/int8: held-out images: accuracy recorded, each variant checked on them.")
+    ] = None,
     int8_target: Annotated[Int8Target, typer.Option(help="int8: cpu, cpu-dynamic (no calibration), tensorrt.")] = "cpu",
+    keep_fp32: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-fp32",
+            metavar="NAMES",
+            help="fp16/int8: blocks kept in fp32, as profile/sensitivity name them (layer2.0,stem/head or @FILE).",
+        ),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="engine: engines only (the ONNX made is removed).")] = "onnx",
     labels: Labels = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")] = False,
