@@ -21,6 +21,7 @@ from .common import (
     ints,
     require_files,
     show,
+    stage_printer,
     within,
 )
 
@@ -29,9 +30,15 @@ def benchmark(
     artifacts: Annotated[list[Path], typer.Argument(help="Artifacts to time side by side (ratios vs the first).")],
     backend: BackendOption = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated: 1,8,32.")] = "1",
-    warmup: Annotated[int, typer.Option(help="Untimed rounds per batch size.")] = 3,
-    iters: Annotated[int, typer.Option(help="Timed rounds per batch size.")] = 20,
-    seconds: Annotated[float | None, typer.Option(help="Time per batch size instead of --iters.")] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed rounds per batch size, at least (see --warmup-s).")] = 1,
+    warmup_s: Annotated[float, typer.Option("--warmup-s", help="Untimed warm-up per batch size, seconds.")] = 0.2,
+    iters: Annotated[int, typer.Option(help="Timed rounds per batch size (per window with --stability).")] = 20,
+    seconds: Annotated[float | None, typer.Option(help="Time per batch size (per window) instead of --iters.")] = None,
+    stability: Annotated[
+        float | None,
+        typer.Option(help="Repeat windows until consecutive window medians agree within PCT percent (off)."),
+    ] = None,
+    max_windows: Annotated[int, typer.Option(help="Windows at most with --stability, then 'unstable'.")] = 10,
     threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads (0: default).")] = 0,
     no_rewrite: NoRewrite = False,
     img_size: ImgSize = None,
@@ -52,7 +59,10 @@ def benchmark(
     batches = ints(batch, "--batch")
     at_least(0, warmup=warmup, threads=threads, concurrency=concurrency)
     at_least(1, iters=iters, requests=requests)
+    at_least(2, max_windows=max_windows)
     within(0.001, 3600.0, seconds=seconds)  # NaN passed "<= 0" and never ended
+    within(0.0, 600.0, warmup_s=warmup_s)
+    within(0.01, 1000.0, stability=stability)
     check_writable([save_json, csv_file, plot_file], force)
     require_files(artifacts)
     size = shared_img_size(artifacts, backend, img_size)
@@ -61,7 +71,17 @@ def benchmark(
     with ExitStack() as stack:  # the benchmark loads each runner (it measures that); all are closed whatever happens
         for runner in runners:
             stack.callback(runner.close)
-        result = bench.benchmark(runners, batches=batches, warmup=warmup, iterations=iters, seconds=seconds)
+        result = bench.benchmark(
+            runners,
+            batches=batches,
+            warmup=warmup,
+            warmup_s=warmup_s,
+            iterations=iters,
+            seconds=seconds,
+            stability=stability,
+            max_windows=max_windows,
+            progress=stage_printer(True),  # stderr: stdout holds the table or the --json report only
+        )
         concurrent = [
             bench.concurrency_benchmark(Predictor(r), threads=concurrency, requests_per_thread=requests)
             for r in runners

@@ -1,14 +1,18 @@
 """``acmix-deploy benchmark``: latency and throughput of one or more artifacts, side by side.
 
-For each batch size, every runner is called in turn (interleaved rounds), so machine drift hits
-all alike; ratios are against the first artifact. On CUDA, host<->device copies are part of each
+For each batch size, every runner is called in turn (interleaved rounds, :mod:`acmix_deploy.timing`),
+so machine drift hits all alike; ratios are against the first artifact, and a ratio is called
+faster or slower only when it is outside the run-to-run noise measured alongside it
+(:func:`acmix_deploy.timing.speed_verdict`). Each batch size starts with a time-based warm-up
+(like trtexec's ``--warmUp``, default 200 ms, at least ``warmup`` rounds); with a stability target,
+measurement windows repeat until consecutive window medians agree (Model Navigator's stability
+windows), else the row is flagged unstable. On CUDA, host<->device copies are part of each
 backend's ``infer`` (end-to-end latency, as an application sees it).
 
-Memory is measured per artifact, not per process: each row's ``load_rss_mb`` is the resident memory
-that loading that artifact and running its first inference at the largest batch added to the
-process (current RSS after minus before, from ``/proc/self/statm``; ``None`` where that is not
-available). The process's lifetime peak, which no single artifact owns, is reported once in the
-settings (``process_peak_rss_mb``).
+Memory is per artifact (:mod:`.memory`): ``load_rss_mb`` is the resident memory its load added and
+kept, ``run_peak_rss_mb`` the highest resident growth one of its calls at that batch reached above
+the resident size just before it (the first call's buffer allocation included). The process's
+lifetime peak, which no single artifact owns, is reported once in the settings.
 """
 
 from __future__ import annotations
@@ -20,14 +24,49 @@ import os
 import resource
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import AcmixDeployError
-from ..timing import LatencyStats, summarize
+from ..timing import (
+    LatencyStats,
+    SpeedComparison,
+    compare_speed,
+    relative_spread,
+    speed_verdict,
+    summarize,
+    time_windows,
+)
+from .memory import MemoryProbe, current_rss_mb
+from .plot import plot
+
+#: p99 above this multiple of p50 prints a variance warning (trtexec warns on unstable timings too).
+#: At 1.5x, one call in a hundred took half as long again as the typical one: a neighbour's load,
+#: frequency scaling or a thread-pool hiccup, large enough to move a side-by-side ratio.
+VARIANCE_P99_OVER_P50 = 1.5
+#: Default time-based warm-up per batch size, seconds (trtexec's ``--warmUp`` default is 200 ms).
+DEFAULT_WARMUP_S = 0.2
+DEFAULT_MAX_WINDOWS = 10
+
+MEMORY_NOTE = (
+    "memory: load = resident growth kept after loading the artifact; run peak = highest resident growth "
+    "during one of its calls above the size just before it (host memory only; in one process, memory one "
+    "artifact frees may be reused by the next)"
+)
+
+Progress = Callable[[str, str], None]
+
+__all__ = [
+    "BenchmarkError",
+    "BenchmarkResult",
+    "BenchmarkRow",
+    "benchmark",
+    "concurrency_benchmark",
+    "current_rss_mb",
+    "plot",
+]
 
 
 class BenchmarkError(AcmixDeployError, ValueError):
@@ -42,10 +81,30 @@ class BenchmarkRow:
     stats: LatencyStats
     throughput: float  # images per second at the median latency
     ratio_vs_first: float  # median latency of the first artifact / this one (>1: faster)
-    load_rss_mb: float | None  # resident memory this artifact's loading and first largest-batch run added
+    load_rss_mb: float | None  # resident memory this artifact's loading added and kept
     cuda_phases_ms: dict | None = None  # median h2d / compute / d2h from CUDA events, when the backend has them
+    speed: SpeedComparison | None = None  # vs the first artifact, with the noise bounding a verdict
+    run_peak_rss_mb: float | None = None  # highest resident growth during one of its calls at this batch
+    load_peak_rss_mb: float | None = None  # highest resident growth during its load (transients included)
+    window_p50_ms: list[float] = field(default_factory=list)  # each measurement window's median
+
+    @property
+    def p99_over_p50(self) -> float:
+        return self.stats.p99 / self.stats.p50 if self.stats.p50 > 0 else float("inf")
+
+    @property
+    def variance_warning(self) -> bool:
+        return self.p99_over_p50 > VARIANCE_P99_OVER_P50
+
+    def vs_first(self, first: bool) -> str:
+        if first:
+            return "reference"
+        return speed_verdict(self.speed) if self.speed else f"{self.ratio_vs_first:.2f}x"
 
     def to_dict(self) -> dict:
+        def mb(value: float | None) -> float | None:
+            return None if value is None else round(value, 1)
+
         return {
             "artifact": self.artifact,
             "backend": self.backend,
@@ -54,7 +113,13 @@ class BenchmarkRow:
             "iterations": self.stats.n,
             "throughput_ips": round(self.throughput, 2),
             "speedup_vs_first": round(self.ratio_vs_first, 3),
-            "load_rss_mb": None if self.load_rss_mb is None else round(self.load_rss_mb, 1),
+            "speed_vs_first": self.speed.to_dict() if self.speed else None,
+            "p99_over_p50": round(self.p99_over_p50, 3),
+            "variance_warning": self.variance_warning,
+            "window_p50_ms": [round(v, 3) for v in self.window_p50_ms],
+            "load_rss_mb": mb(self.load_rss_mb),
+            "load_peak_rss_mb": mb(self.load_peak_rss_mb),
+            "run_peak_rss_mb": mb(self.run_peak_rss_mb),
             **({"cuda_phases_ms": self.cuda_phases_ms} if self.cuda_phases_ms else {}),
         }
 
@@ -63,32 +128,74 @@ class BenchmarkRow:
 class BenchmarkResult:
     rows: list[BenchmarkRow] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    measurements: list[dict] = field(default_factory=list)  # per batch: warm-up done, windows, stability
 
     def to_dict(self) -> dict:
-        return {"settings": self.settings, "rows": [r.to_dict() for r in self.rows]}
+        return {"settings": self.settings, "measurements": self.measurements, "rows": [r.to_dict() for r in self.rows]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def to_csv(self) -> str:
         buf = io.StringIO()
-        dicts = [r.to_dict() for r in self.rows]
+        dicts = [{k: v for k, v in r.to_dict().items() if not isinstance(v, dict | list)} for r in self.rows]
         if dicts:
             writer = csv.DictWriter(buf, fieldnames=list(dicts[0]))
             writer.writeheader()
             writer.writerows(dicts)
         return buf.getvalue()
 
+    def notes(self) -> list[str]:
+        """What a reader must know to trust the table: stability, variance warnings, what memory means."""
+        lines = []
+        for m in self.measurements:
+            st = m["stability"]
+            warm = m["warmup"]
+            head = f"batch {m['batch']}: warm-up {warm['rounds']} rounds / {warm['seconds']:.2f} s"
+            if st["status"] == "off":
+                lines.append(f"{head}; one window (no --stability target)")
+            elif st["reached"]:
+                lines.append(
+                    f"{head}; stable: last two window medians within {st['target_pct']:g}% "
+                    f"after {st['windows']} windows (spread {m['last_spread_pct']:.1f}%)"
+                )
+            else:
+                lines.append(
+                    f"{head}; UNSTABLE: last two window medians {m['last_spread_pct']:.1f}% apart after "
+                    f"{st['windows']} windows (target {st['target_pct']:g}%): treat these figures as rough"
+                )
+        for r in self.rows:
+            if r.variance_warning:
+                lines.append(
+                    f"warning: {r.artifact} batch {r.batch}: p99 is {r.p99_over_p50:.1f}x p50 "
+                    f"(warns above {VARIANCE_P99_OVER_P50}x): latency varies here; use --stability or more --iters"
+                )
+        if any(r.load_rss_mb is not None for r in self.rows):
+            lines.append(MEMORY_NOTE)
+        return lines
+
     def table(self) -> str:
         w = min(60, max([len("artifact"), *(len(r.artifact) for r in self.rows)]))
-        head = f"{'artifact':<{w}} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'img/s':>8} {'vs first':>9}"
+        head = (
+            f"{'artifact':<{w}} {'batch':>5} {'min ms':>8} {'mean ms':>8} {'p50 ms':>8} {'p90 ms':>8} "
+            f"{'p99 ms':>8} {'img/s':>8}  {'vs first':<13} {'load MB':>8} {'peak MB':>8}"
+        )
         lines = [head]
+        seen: set[int] = set()
+
+        def mb(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f}"
+
         for r in self.rows:
+            first = r.batch not in seen
+            seen.add(r.batch)
+            s = r.stats
             lines.append(
-                f"{r.artifact[:w]:<{w}} {r.batch:>5} {r.stats.p50:>9.2f} {r.stats.p90:>9.2f} {r.stats.p99:>9.2f} "
-                f"{r.throughput:>8.1f} {r.ratio_vs_first:>8.2f}x"
+                f"{r.artifact[:w]:<{w}} {r.batch:>5} {s.min:>8.2f} {s.mean:>8.2f} {s.p50:>8.2f} {s.p90:>8.2f} "
+                f"{s.p99:>8.2f} {r.throughput:>8.1f}  {r.vs_first(first):<13} {mb(r.load_rss_mb):>8} "
+                f"{mb(r.run_peak_rss_mb):>8}"
             )
-        return "\n".join(lines)
+        return "\n".join([*lines, "", *self.notes()])
 
 
 def _peak_rss_mb() -> float:
@@ -96,37 +203,31 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def current_rss_mb() -> float | None:
-    """The process's resident memory now (Linux ``/proc/self/statm``); ``None`` where it cannot be read."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _prime_backends(runners: Sequence, seed: int) -> None:
+    """Load, run once and close the first runner of each backend, unmeasured: the one-off costs.
 
-
-def _growth(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
-
-
-def _load_each(runners: Sequence, batch: int, seed: int) -> tuple[int, list[float | None]]:
-    """Load every runner and run it once at ``batch``, measuring the memory each adds; returns (size, growth)."""
-    growth = []
+    Importing a runtime and its first session (ONNX Runtime's environment and thread pools: ~20 MiB
+    here on top of its ~40 MiB import) are paid once per process; without this they would land on
+    whichever artifact of that backend is loaded first, and two copies of one model would differ.
+    """
+    seen: set[str] = set()
     for runner in runners:
-        before = current_rss_mb()
+        if runner.backend in seen:
+            continue
+        seen.add(runner.backend)
         runner.activate()
-        growth.append(_growth(before, current_rss_mb()))
+        size = runner.manifest.img_size
+        runner.infer(np.random.default_rng(seed).standard_normal((1, 3, size, size), dtype=np.float32))
+        runner.close()
+
+
+def _load_each(runners: Sequence, probe: MemoryProbe) -> tuple[int, list[tuple[float | None, float | None]]]:
+    """Load every runner, measuring the memory each load kept and peaked at; returns (size, memory)."""
+    memory = [probe.measure(runner.activate) for runner in runners]
     sizes = {r.manifest.img_size for r in runners}
     if len(sizes) != 1:
         raise BenchmarkError(f"artifacts disagree on the input size: {sorted(sizes)}")
-    size = sizes.pop()
-    x = np.random.default_rng(seed + batch).standard_normal((batch, 3, size, size), dtype=np.float32)
-    for i, runner in enumerate(runners):  # the first run allocates the runtime's buffers: part of its cost
-        before = current_rss_mb()
-        runner.infer(x)
-        more = _growth(before, current_rss_mb())
-        growth[i] = None if growth[i] is None or more is None else growth[i] + more
-    return size, growth
+    return sizes.pop(), memory
 
 
 def benchmark(
@@ -137,55 +238,99 @@ def benchmark(
     iterations: int | None = 20,
     seconds: float | None = None,
     seed: int = 0,
+    warmup_s: float = DEFAULT_WARMUP_S,
+    stability: float | None = None,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
+    progress: Progress | None = None,
+    prime: bool = True,
 ) -> BenchmarkResult:
     """Time ``runner.infer`` per batch size, interleaving the runners round by round.
 
-    Stops after ``iterations`` rounds, or when ``seconds`` have passed (whichever is given;
-    ``seconds`` wins when both are).
+    Args:
+        warmup / warmup_s: untimed rounds per batch size: at least ``warmup`` rounds and ``warmup_s`` seconds.
+        iterations / seconds: one measurement window is ``iterations`` rounds, or ``seconds`` of them
+            (``seconds`` wins when both are given).
+        stability: percent; repeat windows until every artifact's last two window medians agree within
+            it, at most ``max_windows`` windows, else the batch is reported unstable. ``None``: one window.
+        progress: ``progress(stage, message)`` after the warm-up and each window (the CLI prints to stderr).
+        prime: before measuring loads, load, run and close the first artifact of each backend once, so
+            the backend's one-off memory is no artifact's row (costs one extra load per backend).
     """
     result = BenchmarkResult(
         settings={
             "batches": list(batches),
             "warmup": warmup,
+            "warmup_s": warmup_s,
             "iterations": iterations,
             "seconds": seconds,
+            "stability_pct": stability,
+            "max_windows": max_windows if stability is not None else 1,
+            "variance_warning_p99_over_p50": VARIANCE_P99_OVER_P50,
             "cpu_count": os.cpu_count(),
             "interleaved": True,
         }
     )
-    size, memory = _load_each(runners, max(batches), seed)
+    probe = MemoryProbe(len(runners))
+    if prime and probe.available:
+        _prime_backends(runners, seed)
+    size, memory = _load_each(runners, probe)
+    result.settings["memory_method"] = probe.method
+    result.settings["memory_primed"] = bool(prime and probe.available)
     for batch in batches:
         x = np.random.default_rng(seed + batch).standard_normal((batch, 3, size, size), dtype=np.float32)
-        for _ in range(warmup):
-            for runner in runners:
-                runner.infer(x)
-        samples: list[list[float]] = [[] for _ in runners]
-        start = time.perf_counter()
-        rounds = 0
-        while True:
-            for i, runner in enumerate(runners):
-                t0 = time.perf_counter()
-                runner.infer(x)
-                samples[i].append(time.perf_counter() - t0)
-            rounds += 1
-            if seconds is not None:
-                if time.perf_counter() - start >= seconds:
-                    break
-            elif rounds >= (iterations or 20):
-                break
-        stats = [summarize(s) for s in samples]
-        phases = [_cuda_phases(runner, x, rounds=min(rounds, 20)) for runner in runners]
-        for runner, st, phase, grown in zip(runners, stats, phases, memory, strict=True):
+        calls = [lambda r=runner, x=x: r.infer(x) for runner in runners]
+        probe.reset_peaks()
+        started = time.perf_counter()
+
+        def on_window(k: int, medians: list[float], batch=batch, started=started) -> None:
+            if progress is not None:
+                cells = " | ".join(f"{m:.2f}" for m in medians)
+                of = f"/{max_windows}" if stability is not None else ""
+                took = time.perf_counter() - started
+                progress("benchmark", f"batch {batch} window {k}{of}: p50 {cells} ms ({took:.1f} s)")
+
+        if progress is not None:
+            progress("benchmark", f"batch {batch}: warming up ({warmup_s:g} s, at least {warmup} rounds)")
+        timing = time_windows(
+            calls,
+            rounds=iterations,
+            seconds=seconds,
+            warmup_rounds=warmup,
+            warmup_s=warmup_s,
+            stability_pct=stability,
+            max_windows=max_windows,
+            hook=probe if probe.available else None,
+            on_window=on_window,
+        )
+        medians = timing.window_medians
+        last_spread = max((relative_spread(m[-2:]) for m in medians), default=0.0)
+        result.measurements.append(
+            {
+                "batch": batch,
+                "warmup": {"rounds": timing.warmup.rounds, "seconds": round(timing.warmup.seconds, 3)},
+                "stability": timing.stability_dict(),
+                "last_spread_pct": round(100.0 * last_spread, 2),
+                "rounds_per_window": [len(w[0]) for w in timing.window_samples],
+            }
+        )
+        stats = [summarize(s) for s in timing.samples]
+        phases = [_cuda_phases(runner, x, rounds=min(stats[0].n, 20)) for runner in runners]
+        for i, runner in enumerate(runners):
+            speed = compare_speed(timing.samples[0], timing.samples[i], window_medians=(medians[0], medians[i]))
             result.rows.append(
                 BenchmarkRow(
                     artifact=runner.describe(),
                     backend=runner.backend,
                     batch=batch,
-                    stats=st,
-                    throughput=batch / (st.p50 / 1000.0),
-                    ratio_vs_first=stats[0].p50 / st.p50,
-                    load_rss_mb=grown,
-                    cuda_phases_ms=phase,
+                    stats=stats[i],
+                    throughput=batch / (stats[i].p50 / 1000.0),
+                    ratio_vs_first=stats[0].p50 / stats[i].p50,
+                    load_rss_mb=memory[i][0],
+                    load_peak_rss_mb=memory[i][1],
+                    run_peak_rss_mb=probe.peaks[i],
+                    cuda_phases_ms=phases[i],
+                    speed=speed,
+                    window_p50_ms=medians[i],
                 )
             )
     result.settings["process_peak_rss_mb"] = round(_peak_rss_mb(), 1)
@@ -200,49 +345,6 @@ def _cuda_phases(runner, x: np.ndarray, rounds: int) -> dict | None:
         return None
     samples = [infer_phases(x)[1] for _ in range(max(rounds, 1))]
     return {key: round(statistics.median(s[key] for s in samples), 4) for key in samples[0]}
-
-
-def plot(result: BenchmarkResult, path: str | Path) -> Path:
-    """PNG with latency (p50) and throughput against batch size, one line per artifact (PIL only)."""
-    from PIL import Image, ImageDraw
-
-    artifacts = list(dict.fromkeys(r.artifact for r in result.rows))
-    batches = sorted({r.batch for r in result.rows})
-    colors = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
-    width, height, margin = 1000, 440, 60
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    panels = [("p50 latency (ms)", lambda r: r.stats.p50), ("throughput (images/s)", lambda r: r.throughput)]
-    panel_w = (width - 3 * margin) // 2
-    for p, (title, value) in enumerate(panels):
-        x0, y0 = margin + p * (panel_w + margin), margin
-        x1, y1 = x0 + panel_w, height - margin
-        draw.rectangle([x0, y0, x1, y1], outline="black")
-        draw.text((x0, y0 - 20), title, fill="black")
-        vmax = max(value(r) for r in result.rows) * 1.1 or 1.0
-        draw.text((x0 - 55, y0), f"{vmax:.0f}", fill="black")
-        draw.text((x0 - 20, y1 - 10), "0", fill="black")
-
-        def px(i: int, v: float, x0=x0, x1=x1, y0=y0, y1=y1, vmax=vmax) -> tuple[float, float]:
-            fx = 0.5 if len(batches) == 1 else i / (len(batches) - 1)
-            return x0 + 10 + fx * (x1 - x0 - 20), y1 - (v / vmax) * (y1 - y0)
-
-        for i, b in enumerate(batches):
-            bx, _ = px(i, 0)
-            draw.text((bx - 5, y1 + 5), str(b), fill="black")
-        draw.text(((x0 + x1) / 2 - 20, y1 + 22), "batch size", fill="black")
-        for a, name in enumerate(artifacts):
-            pts = [px(batches.index(r.batch), value(r)) for r in result.rows if r.artifact == name]
-            color = colors[a % len(colors)]
-            if len(pts) > 1:
-                draw.line(pts, fill=color, width=2)
-            for x, y in pts:
-                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
-    for a, name in enumerate(artifacts):
-        draw.text((margin + a * 240, 15), f"- {name[:34]}", fill=colors[a % len(colors)])
-    path = Path(path)
-    img.save(path)
-    return path
 
 
 @dataclass
