@@ -518,3 +518,23 @@ def test_predict_prints_what_ran_and_each_images_time(cli_env):
     assert re.fullmatch(rf"{re.escape(str(second))}  \(\d+\.\d ms\)", lines[4]), lines[4]
     data = json.loads(inproc("predict", cli_env["onnx"], str(first), "--json").stdout)
     assert data[0]["ms"] > 0 and len(data[0]["predictions"]) == 5
+
+
+def test_benchmark_stability_json_is_clean_and_progress_goes_to_stderr(small_artifacts):
+    onnx_path = str(small_artifacts["onnx"])
+    proc = run_cli(
+        "benchmark", onnx_path, onnx_path, "--iters", "3", "--warmup-s", "0.05",
+        "--stability", "0.01", "--max-windows", "2", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)  # stdout is the report only
+    measured = report["measurements"][0]
+    assert measured["warmup"]["seconds"] >= 0.05 and measured["warmup"]["rounds"] >= 1
+    assert measured["stability"]["target_pct"] == 0.01 and measured["stability"]["windows"] == 2
+    assert measured["stability"]["status"] in {"stable", "unstable"}
+    assert all(len(row["window_p50_ms"]) == 2 for row in report["rows"])
+    assert "window 2/2" in proc.stderr and "warming up" in proc.stderr
+    proc = run_cli("benchmark", onnx_path, "--iters", "2", "--stability", "0.01", "--max-windows", "2")
+    assert proc.returncode == 0 and "batch 1: warm-up" in proc.stdout and "min ms" in proc.stdout, proc.stderr
+    assert_one_line_error(run_cli("benchmark", onnx_path, "--stability", "nan"), 2, "--stability")
+    assert_one_line_error(run_cli("benchmark", onnx_path, "--max-windows", "1"), 2, "--max-windows")

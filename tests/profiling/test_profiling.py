@@ -41,6 +41,17 @@ def test_benchmark_two_backends_side_by_side(small_artifacts, tmp_path):
     assert result.to_csv().splitlines()[0].startswith("artifact,backend,batch,min_ms")
     png = plot(result, tmp_path / "plot.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(png) as img:  # gridlines: light grey pixels inside the panels, not only black and colours
+        assert (225, 225, 225) in {c for _, c in img.convert("RGB").getcolors(1 << 16)}
+    data = result.to_dict()
+    assert [m["batch"] for m in data["measurements"]] == [1, 3]
+    assert data["measurements"][0]["warmup"]["rounds"] >= 1 and data["measurements"][0]["stability"]["status"] == "off"
+    row = data["rows"][1]
+    assert {"min_ms", "mean_ms", "p99_over_p50", "variance_warning", "window_p50_ms", "run_peak_rss_mb"} <= set(row)
+    assert row["speed_vs_first"]["verdict"] in {"faster", "slower", "within noise", "unknown"}
+    assert "min ms" in result.table() and "mean ms" in result.table()
 
 
 def test_layer_profile_folds_onto_acmix_blocks(small_artifacts):
@@ -61,3 +72,6 @@ def test_layer_profile_folds_onto_acmix_blocks(small_artifacts):
     assert prof.total_ms == pytest.approx(sum(prof.branches.values()))
     assert prof.top_nodes[0]["ms"] >= prof.top_nodes[-1]["ms"]
     assert "layer2.0" in prof.table()
+    # the profiler's overhead is measured and said on screen, next to the unprofiled latency
+    assert prof.unprofiled_p50_ms > 0 and prof.profiled_run_ms > 0 and prof.kernels_per_run >= len(prof.top_nodes)
+    assert "unprofiled, this model runs" in prof.table() and prof.to_dict()["unprofiled_p50_ms"] > 0
