@@ -125,7 +125,10 @@ class RecordedPrecision:
                 f" on {acc.get('images')} images, agreement {acc.get('top1_agreement_percent')}%"
             )
         if self.speed and "speedup_vs_fp32" in self.speed:
-            text += f"; ORT CPU batch 1 {self.speed['speedup_vs_fp32']}x fp32 speed"
+            from .timing import SpeedComparison, speed_verdict
+
+            recorded = SpeedComparison.from_record(self.speed["speedup_vs_fp32"], self.speed.get("noise_pct"))
+            text += f"; ORT CPU batch 1 {speed_verdict(recorded, 'fp32')}"
         return text
 
 

@@ -269,6 +269,11 @@ class SpeedComparison:
             return "within noise"
         return "faster" if self.ratio > 1.0 else "slower"
 
+    @classmethod
+    def from_record(cls, ratio: float, noise_pct: float | None) -> SpeedComparison:
+        """From a recorded report (``speedup_vs_fp32``, ``noise_pct``; older reports have no noise)."""
+        return cls(ratio=float(ratio), noise=None if noise_pct is None else float(noise_pct) / 100.0)
+
     def to_dict(self) -> dict:
         return {
             "ratio": round(self.ratio, 3),

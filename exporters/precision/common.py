@@ -91,10 +91,11 @@ class PrecisionReport:
             )
         if self.speed:
             s = self.speed
+            from acmix_deploy.timing import SpeedComparison, speed_verdict
+
             text += f"; ORT CPU batch 1: {s['variant_p50_ms']:.2f} ms vs fp32 {s['fp32_p50_ms']:.2f} ms"
-            text += f" ({s['speedup_vs_fp32']:.2f}x)"
-            if s["speedup_vs_fp32"] < 1.0:
-                text += " - slower than fp32 on this CPU"
+            comparison = SpeedComparison.from_record(s["speedup_vs_fp32"], s.get("noise_pct"))
+            text += f" ({speed_verdict(comparison, 'fp32')})"  # a verdict only outside the measured noise
         return text
 
 
@@ -287,11 +288,12 @@ def cpu_speed_vs_fp32(fp32_run: Run, run: Run, img_size: int, rounds: int = 9) -
     Recorded so nobody ships an int8 model that is slower here than the fp32 one it replaces
     (without VNNI, or for small models, it often is). It says nothing about TensorRT on a GPU.
     """
-    from acmix_deploy.timing import time_interleaved
+    from acmix_deploy.timing import compare_speed, summarize, time_windows
 
     x = random_inputs(1, img_size, seed=11)
-    stats = time_interleaved({"fp32": lambda: fp32_run(x), "variant": lambda: run(x)}, rounds=rounds, warmup=2)
-    a, b = stats["fp32"].p50, stats["variant"].p50
+    timed = time_windows([lambda: fp32_run(x), lambda: run(x)], rounds=rounds, warmup_rounds=2)
+    a, b = (summarize(samples).p50 for samples in timed.samples)
+    comparison = compare_speed(*timed.samples)  # the per-round ratios' spread bounds any verdict
     return {
         "runtime": "onnxruntime CPUExecutionProvider",
         "batch": 1,
@@ -299,6 +301,8 @@ def cpu_speed_vs_fp32(fp32_run: Run, run: Run, img_size: int, rounds: int = 9) -
         "fp32_p50_ms": round(a, 3),
         "variant_p50_ms": round(b, 3),
         "speedup_vs_fp32": round(a / b, 3),
+        "noise_pct": comparison.to_dict()["noise_pct"],
+        "verdict": comparison.verdict,
     }
 
 
