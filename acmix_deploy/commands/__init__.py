@@ -5,7 +5,7 @@ holds the vocabulary every command shares). Modules import only typer and light 
 import time, so ``acmix-deploy --help`` loads no heavy package.
 """
 
-from . import checkpoints, export, measure, run, serve
+from . import checkpoints, export, measure, precision, run, serve
 
 # Help lists the commands in this order.
 COMMANDS = (
@@ -18,6 +18,7 @@ COMMANDS = (
     run.verify,
     measure.benchmark,
     measure.profile,
+    precision.sensitivity,
     export.triton,
     export.build,
     run.evaluate,

@@ -70,6 +70,7 @@ def export(
 ) -> None:
     """Rewrite, export to ONNX, optimise, check and prove parity against the checkpoint's own model."""
     from acmix_deploy.exporters import pipeline
+    from acmix_deploy.exporters.precision.blocks import parse_keep_fp32
     from acmix_deploy.labels import read_labels
     from acmix_deploy.text import plain_name_problem
 
@@ -98,6 +99,7 @@ def export(
         onnx=onnx,
         int8=int8,
         eval_data=eval_data,
+        keep_fp32=parse_keep_fp32(keep_fp32),
         force=force,
         progress=stage_printer(json_out),
     )
