@@ -51,9 +51,8 @@ DEFAULT_WARMUP_S = 0.2
 DEFAULT_MAX_WINDOWS = 10
 
 MEMORY_NOTE = (
-    "memory: load = resident growth kept after loading the artifact; run peak = highest resident growth "
-    "during one of its calls above the size just before it (host memory only; in one process, memory one "
-    "artifact frees may be reused by the next)"
+    "memory: load MB = resident growth kept after loading the artifact; peak MB = highest resident growth\n"
+    "  during one of its calls above the size just before it (host memory only, measured in this process)"
 )
 
 Progress = Callable[[str, str], None]
@@ -138,7 +137,13 @@ class BenchmarkResult:
 
     def to_csv(self) -> str:
         buf = io.StringIO()
-        dicts = [{k: v for k, v in r.to_dict().items() if not isinstance(v, dict | list)} for r in self.rows]
+        dicts = []
+        for r in self.rows:  # flat columns: the verdict's parts kept, per-window medians as "a;b;c"
+            row = r.to_dict()
+            speed = row.pop("speed_vs_first") or {}
+            row["vs_first_noise_pct"], row["vs_first_verdict"] = speed.get("noise_pct"), speed.get("verdict")
+            row["window_p50_ms"] = ";".join(str(v) for v in row["window_p50_ms"])
+            dicts.append({k: v for k, v in row.items() if not isinstance(v, dict)})
         if dicts:
             writer = csv.DictWriter(buf, fieldnames=list(dicts[0]))
             writer.writeheader()

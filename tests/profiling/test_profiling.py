@@ -52,6 +52,8 @@ def test_benchmark_two_backends_side_by_side(small_artifacts, tmp_path):
     assert {"min_ms", "mean_ms", "p99_over_p50", "variance_warning", "window_p50_ms", "run_peak_rss_mb"} <= set(row)
     assert row["speed_vs_first"]["verdict"] in {"faster", "slower", "within noise", "unknown"}
     assert "min ms" in result.table() and "mean ms" in result.table()
+    header = result.to_csv().splitlines()[0].split(",")
+    assert {"vs_first_verdict", "vs_first_noise_pct", "window_p50_ms", "run_peak_rss_mb"} <= set(header)
 
 
 def test_layer_profile_folds_onto_acmix_blocks(small_artifacts):
