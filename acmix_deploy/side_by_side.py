@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .errors import AcmixDeployError
 from .manifest import Manifest, find_manifest
 
@@ -112,6 +114,8 @@ class RecordedPrecision:
     accuracy: dict | None = None
     speed: dict | None = None
     parity: dict | None = None
+    random_parity: dict | None = None  # static int8: parity on random inputs (its ``parity`` is on images)
+    calibrated: bool = False  # static int8: calibrated ranges, so random inputs are not representative
 
     def describe(self) -> str:
         """One line: ``precision mixed; recorded at export: top-1 ...; ORT CPU batch 1 ...``; empty without one."""
@@ -143,11 +147,122 @@ def recorded_precision(artifact: str | Path) -> RecordedPrecision:
         value = report.get(key)
         return value if isinstance(value, dict) else None
 
-    return RecordedPrecision(manifest.precision, part("accuracy"), part("speed"), part("parity"))
+    details = report.get("details") if isinstance(report.get("details"), dict) else {}
+    random = details.get("random_inputs_parity")
+    return RecordedPrecision(
+        manifest.precision,
+        part("accuracy"),
+        part("speed"),
+        part("parity"),
+        random if isinstance(random, dict) else None,
+        manifest.calibration is not None,
+    )
+
+
+# ------------------------------------------------------------------------------- input/output files
+
+MAX_ARRAY_FILE_BYTES = 1 << 30  # an inputs file: 1 GiB of float32 is ~20,000 images at 64 px, 1,700 at 224
+MAX_INPUT_BATCH = 65536  # as the CLI's --batch bound
+
+
+class ArrayFileError(AcmixDeployError):
+    """An inputs file (``verify --load-inputs``) is not the arrays this comparison feeds."""
+
+
+def _shown(name: object) -> str:
+    from .text import safe_text
+
+    return safe_text(repr(name), 80)
+
+
+INPUTS_KIND = "acmix_inputs_kind"  # the optional array of an inputs file saying what the inputs were
+INPUT_KINDS = ("random", "images")
+
+
+def load_inputs(path: str | Path, input_name: str, img_size: int) -> tuple[np.ndarray, str]:
+    """The input batch saved in ``path`` (``verify --save-inputs``), checked as untrusted data, and its kind.
+
+    The file must be an ``.npz`` (a zip of ``.npy`` arrays, never a pickle) holding one array named
+    after the artifact's input, float32 of shape (N, 3, img_size, img_size) with finite values, at most
+    :data:`MAX_ARRAY_FILE_BYTES` once unpacked, and optionally :data:`INPUTS_KIND`, a string in
+    :data:`INPUT_KINDS` (``verify`` writes it so a reloaded run is judged as the saving one was; a file
+    without it holds the user's own data: ``"images"``). Exactly float32: any conversion would make
+    the comparison differ from the run that saved it.
+
+    Raises:
+        ArrayFileError: any of the above does not hold (one line, naming the file).
+    """
+    import zipfile
+
+    path = Path(path)
+    name = _shown(str(path))
+    if not path.is_file():
+        raise ArrayFileError(f"{name}: no such inputs file")
+    if not zipfile.is_zipfile(path):
+        raise ArrayFileError(f"{name}: not an .npz file (a zip of .npy arrays, as verify --save-inputs writes)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ArrayFileError(f"{name}: unreadable .npz ({type(exc).__name__})") from None
+    found = sorted(m.filename for m in members[:8])
+    if f"{input_name}.npy" not in found or not set(found) <= {f"{input_name}.npy", f"{INPUTS_KIND}.npy"}:
+        raise ArrayFileError(
+            f"{name}: expected one array named {input_name!r} (the artifact's input), found {_shown(found)}"
+        )
+    if sum(m.file_size for m in members) > MAX_ARRAY_FILE_BYTES:
+        raise ArrayFileError(f"{name}: the arrays unpack to more than {MAX_ARRAY_FILE_BYTES >> 20} MiB")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            x = arrays[input_name]
+            kind = arrays[INPUTS_KIND] if INPUTS_KIND in arrays.files else np.array("images")
+    except Exception as exc:  # noqa: BLE001 - numpy/zipfile raise assorted types on a forged file
+        raise ArrayFileError(f"{name}: unreadable array {input_name!r} ({type(exc).__name__})") from None
+    if kind.dtype.kind != "U" or kind.ndim != 0 or str(kind) not in INPUT_KINDS:
+        raise ArrayFileError(f"{name}: {INPUTS_KIND!r} must be one of {list(INPUT_KINDS)}")
+    expected = f"(N, 3, {img_size}, {img_size})"
+    if x.dtype != np.float32:
+        raise ArrayFileError(f"{name}: {input_name!r} is {x.dtype.str}, expected float32 {expected}")
+    if x.ndim != 4 or x.shape[1:] != (3, img_size, img_size):
+        raise ArrayFileError(f"{name}: {input_name!r} has shape {tuple(x.shape)}, expected {expected}")
+    if not 1 <= x.shape[0] <= MAX_INPUT_BATCH:
+        raise ArrayFileError(f"{name}: {input_name!r} holds {x.shape[0]} inputs, expected 1..{MAX_INPUT_BATCH}")
+    if not np.isfinite(x).all():
+        raise ArrayFileError(f"{name}: {input_name!r} contains NaN or Inf")
+    return np.ascontiguousarray(x), str(kind)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """``arrays`` as the bytes of an uncompressed ``.npz`` (written atomically by the caller)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def output_file_names(artifacts: Sequence[str | Path]) -> list[str]:
+    """One ``.npz`` name per artifact for ``verify --save-outputs``: its file name, made unique (``-2``...)."""
+    import re
+
+    names: list[str] = []
+    for artifact in artifacts:
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(artifact).name).lstrip(".") or "artifact"
+        name, n = f"{stem}.npz", 2
+        while name in names:
+            name, n = f"{stem}-{n}.npz", n + 1
+        names.append(name)
+    return names
 
 
 __all__ = [
+    "INPUTS_KIND",
+    "INPUT_KINDS",
+    "ArrayFileError",
     "RecordedPrecision",
+    "load_inputs",
+    "npz_bytes",
+    "output_file_names",
     "recorded_precision",
     "runner_options",
     "shared_class_names",

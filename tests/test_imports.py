@@ -24,7 +24,7 @@ CORE_UTILITIES = (
     "errors", "fileio", "parity", "preprocess", "labels", "datasets", "timing", "imagefolder", "classmap", "text",
     "lazy",
 )  # fmt: skip
-FACADE = ("predictor", "batching", "evaluate", "side_by_side", "profiling", "serving")
+FACADE = ("predictor", "batching", "evaluate", "side_by_side", "verify", "profiling", "serving")
 # Which layers each layer may import (besides itself and third-party packages).
 ALLOWED = {
     "core": {"core"},

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from acmix_deploy.errors import AcmixDeployError
 
 from .common import (
     EXIT_FAILURE,
@@ -74,52 +71,68 @@ def predict(
 def verify(
     artifacts: Annotated[list[Path], typer.Argument(help="Two or more artifacts; the first is the reference.")],
     batch: Annotated[int, typer.Option(help="Random inputs per comparison.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
     images: Annotated[
-        list[Path] | None, typer.Option("--image", help="Use these images instead of random inputs.")
+        list[Path] | None,
+        typer.Option("--image", help="Use these images (repeatable), preprocessed per the first artifact's manifest."),
     ] = None,
-    max_diff: Annotated[float, typer.Option(help="Largest |diff| allowed, in units of max(1, max|reference|).")] = 1e-4,
+    load_inputs: Annotated[
+        Path | None, typer.Option("--load-inputs", help="Use the inputs saved by --save-inputs (.npz): same numbers.")
+    ] = None,
+    save_inputs: Annotated[Path | None, typer.Option("--save-inputs", help="Write the inputs to this .npz.")] = None,
+    save_outputs: Annotated[
+        Path | None, typer.Option("--save-outputs", help="Write each artifact's outputs to DIR/<artifact>.npz.")
+    ] = None,
+    max_diff: Annotated[
+        float | None,
+        typer.Option(help="Largest |diff| allowed, in units of max(1, max|reference|) (default: by precision)."),
+    ] = None,
     rtol: Annotated[float | None, typer.Option("--rtol", hidden=True)] = None,
-    min_cosine: Annotated[float, typer.Option(help="Minimum cosine similarity per sample.")] = 0.99999,
+    min_cosine: Annotated[
+        float | None, typer.Option(help="Minimum cosine similarity per sample (default: by precision).")
+    ] = None,
+    min_agreement: Annotated[
+        float | None, typer.Option(help="Minimum top-1 agreement, 0..1 (default: by precision).")
+    ] = None,
     no_rewrite: NoRewrite = False,
     img_size: ImgSize = None,
     json_out: JsonFlag = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --save-inputs / --save-outputs files.")] = False,
 ) -> None:
-    """Run the same inputs through every artifact and compare each with the first (like polygraphy run)."""
-    from acmix_deploy.parity import Tolerance, compare_outputs, random_inputs
-    from acmix_deploy.preprocess import preprocess
-    from acmix_deploy.runtimes import open_runner
-    from acmix_deploy.side_by_side import runner_options, shared_img_size
+    """Run the same inputs through every artifact and compare each with the first (like polygraphy run).
+
+    Each artifact is judged with its precision's tolerance (fp16 and int8 variants are not held to
+    fp32 bounds; the bounds they were proven to at export count); --max-diff, --min-cosine and
+    --min-agreement override them.
+    """
+    from acmix_deploy.verify import format_verify
+    from acmix_deploy.verify import verify as run_verify
 
     max_diff = deprecated(rtol, "--rtol", "--max-diff", max_diff)
     if len(artifacts) < 2:
         raise UsageError("verify needs at least two artifacts")
+    if images and load_inputs is not None:
+        raise UsageError("--image and --load-inputs exclude each other")
     at_least(1, batch=batch)
+    if min_agreement is not None and not 0 <= min_agreement <= 1:  # False for NaN
+        raise UsageError(f"--min-agreement must be in 0..1, got {min_agreement}")
     require_files(artifacts)
-    size = shared_img_size(artifacts, None, img_size)
-    with ExitStack() as stack:  # every runner is closed, also when one fails to load or run
-        opened = [open_runner(p, **runner_options(p, rewrite=not no_rewrite, img_size=size)) for p in artifacts]
-        runners = [stack.enter_context(runner) for runner in opened]
-        sizes = {r.manifest.img_size for r in runners}
-        if len(sizes) != 1:
-            raise AcmixDeployError(f"artifacts disagree on the input size: {sorted(sizes)}")
-        pre = runners[0].manifest.preprocessing
-        x = preprocess([str(p) for p in images], pre) if images else random_inputs(batch, sizes.pop(), seed=0)
-        described = {"inputs": f"{len(x)} images (resize {pre.resize}, crop {pre.crop}, {pre.interpolation})"}
-        tolerance = Tolerance(rtol=max_diff, min_cosine=min_cosine)
-        reference = runners[0].infer(x)
-        reports = [
-            (r, compare_outputs([reference], [r.infer(x)], [len(x)], tolerance, **(described if images else {})))
-            for r in runners[1:]
-        ]
-    first = runners[0]
-    source = "images" if images else "random"
-    lines = [f"reference: {first.describe()} [{first.manifest.precision}]  ({len(x)} inputs, {source})"]
-    for runner, r in reports:
-        lines.append(
-            f"  {'PASS' if r.passed else 'FAIL'}  {runner.describe()} [{runner.manifest.precision}]: {r.describe()}"
-        )
-    show({runner.describe(): r.to_dict() for runner, r in reports}, "\n".join(lines), json_out)
-    if not all(r.passed for _, r in reports):
+    given = {"rtol": max_diff, "min_cosine": min_cosine, "min_top1_agreement": min_agreement}
+    report = run_verify(
+        artifacts,
+        batch=batch,
+        seed=seed,
+        images=images,
+        load_inputs_from=load_inputs,
+        tolerance={k: v for k, v in given.items() if v is not None},
+        rewrite=not no_rewrite,
+        img_size=img_size,
+        save_inputs=save_inputs,
+        save_outputs=save_outputs,
+        force=force,
+    )
+    show(report.to_dict(), format_verify(report), json_out)
+    if not report.passed:
         raise typer.Exit(EXIT_FAILURE)
 
 
