@@ -30,15 +30,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from acmix_deploy.parity import Tolerance, compare_outputs, random_inputs
+from acmix_deploy.parity import compare_outputs, random_inputs
 
 from .blocks import LEVELS, Unit, graph_units
-from .common import Fp32Source, PrecisionError, cpu_runner, load_fp32_source, run_batched
+from .common import MEASURE_ONLY, Fp32Source, PrecisionError, cpu_runner, load_fp32_source, run_batched
 from .sensitivity import SENSITIVITY_GAIN
 
 SENSITIVITY_PRECISIONS = ("fp16", "int8")
 SENSITIVITY_INT8_TARGETS = ("cpu", "tensorrt")
-_MEASURE = Tolerance(rtol=np.inf, min_cosine=-1.0, min_top1_agreement=0.0)
 Progress = Callable[[str, str], None]
 
 
@@ -53,7 +52,7 @@ class Error:
 
     @classmethod
     def between(cls, ref: np.ndarray, out: np.ndarray) -> Error:
-        r = compare_outputs([ref], [out], [len(ref)], _MEASURE, inputs="sensitivity inputs")
+        r = compare_outputs([ref], [out], [len(ref)], MEASURE_ONLY, inputs="sensitivity inputs")
         return cls(r.max_abs_diff, r.mean_abs_diff, r.cosine_min, r.top1_agreement)
 
     def to_dict(self) -> dict:

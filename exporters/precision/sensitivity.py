@@ -6,6 +6,7 @@ the attention MatMuls (softmax inputs and outputs). :func:`sensitivity_candidate
 groups in a graph; :func:`search_sensitive_groups` tries keeping each in float and keeps the
 ones that pay, by one score measured on the calibration images (:class:`QuantizationRun`).
 The search only decides; quantizing and scoring is the caller's (:mod:`.int8_static`).
+For a person choosing what to keep in fp32, by ACmix stage, block or branch, see :mod:`.block_sensitivity`.
 """
 
 from __future__ import annotations
