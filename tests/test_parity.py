@@ -38,3 +38,32 @@ def test_measures_and_pass_rule():
         compare_outputs([ref], [ref[:3]], [4], Tolerance())
     x = random_inputs(2, 8, seed=3)
     assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32 and np.array_equal(x, random_inputs(2, 8, seed=3))
+
+
+def test_error_percentiles_of_abs_and_relative_error():
+    from acmix_deploy.parity import REL_ERROR_FLOOR, error_percentiles
+
+    ref = np.array([[10.0, 1.0, 0.0, -5.0], [2.0, -2.0, 0.5, 0.001]], np.float32)
+    out = ref + np.array([[0.1, 0.01, 0.002, -0.05], [0.0, 0.02, 0.005, 0.001]], np.float32)
+    report = compare_outputs([ref], [out], [2], Tolerance(rtol=1.0, min_cosine=0.9))
+    diff = np.abs(out.astype(np.float64) - ref)
+    assert report.abs_error == pytest.approx({f"p{q}": np.percentile(diff, q) for q in (50, 90, 99)})
+    # the zero logit of sample 0 is measured against 1e-3 of that sample's largest (10), not against 0
+    floor = np.maximum(np.abs(ref), REL_ERROR_FLOOR * np.abs(ref).max(1, keepdims=True))
+    assert floor[0, 2] == pytest.approx(0.01) and floor[1, 3] == pytest.approx(0.002)
+    rel = diff / floor
+    assert report.rel_error == pytest.approx({f"p{q}": np.percentile(rel, q) for q in (50, 90, 99)})
+    assert report.rel_error["p99"] < 1.0  # a plain |a-b|/|b| would be infinite at the zero logit
+    assert error_percentiles(ref, ref) == ({"p50": 0.0, "p90": 0.0, "p99": 0.0}, {"p50": 0.0, "p90": 0.0, "p99": 0.0})
+    assert set(report.to_dict()) >= {"abs_error", "rel_error"} and "p99" in report.describe_errors()
+
+
+def test_loosest_and_precision_tables_keep_bounds_that_can_fail():
+    from acmix_deploy.parity import INT8_RANDOM_INPUTS_TOLERANCE, PRECISION_TOLERANCES
+
+    loose = Tolerance().loosest(PRECISION_TOLERANCES["int8"])
+    assert loose == PRECISION_TOLERANCES["int8"]
+    for tolerance in (*PRECISION_TOLERANCES.values(), INT8_RANDOM_INPUTS_TOLERANCE):
+        assert np.isfinite(tolerance.rtol) and tolerance.min_cosine > 0
+    ref = logits(5)
+    assert not compare_outputs([ref], [-ref], [4], INT8_RANDOM_INPUTS_TOLERANCE).passed  # gross breakage fails
