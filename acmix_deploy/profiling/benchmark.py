@@ -39,7 +39,7 @@ from ..timing import (
     summarize,
     time_windows,
 )
-from .memory import MemoryProbe, current_rss_mb
+from .memory import MemoryProbe, current_rss_mb, release_free_memory
 from .plot import plot
 
 #: p99 above this multiple of p50 prints a variance warning (trtexec warns on unstable timings too).
@@ -285,6 +285,8 @@ def benchmark(
         x = np.random.default_rng(seed + batch).standard_normal((batch, 3, size, size), dtype=np.float32)
         calls = [lambda r=runner, x=x: r.infer(x) for runner in runners]
         probe.reset_peaks()
+        if probe.available:  # pages others freed (a torch load's temporaries) would hide a first call's buffers
+            release_free_memory()
         started = time.perf_counter()
 
         def on_window(k: int, medians: list[float], batch=batch, started=started) -> None:
