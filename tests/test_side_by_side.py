@@ -25,6 +25,14 @@ def npy_bytes(x: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def pickled_npy() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([object()], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
 def test_a_saved_inputs_file_loads_back_bit_for_bit(tmp_path):
     x = np.random.default_rng(0).standard_normal((3, 3, 8, 8), dtype=np.float32)
     loaded, kind = load_inputs(write(tmp_path / "a.npz", input=x, **{INPUTS_KIND: np.array("random")}), "input", 8)
@@ -50,14 +58,6 @@ def test_a_saved_inputs_file_loads_back_bit_for_bit(tmp_path):
     ],
     ids=["pickle", "npy", "name", "extra", "float64", "big-endian", "rank", "shape", "empty", "nan", "kind", "objects"],
 )
-def pickled_npy() -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, np.array([object()], dtype=object), allow_pickle=True)
-    return buffer.getvalue()
-
-
 def test_an_inputs_file_that_does_not_fit_is_refused_in_one_line(tmp_path, make, fragment):
     path = tmp_path / "in.npz"
     if fragment == "unreadable array":  # np.savez would pickle objects: forge the member by hand
