@@ -198,10 +198,11 @@ def test_tensorrt_and_triton_commands(small_artifacts, tmp_path):
 def test_export_precision_variants(small_artifacts, tmp_path):
     from PIL import Image
 
-    calib = tmp_path / "calib" / "a"
-    calib.mkdir(parents=True)
-    for i in range(6):
-        Image.new("RGB", (70, 70), (40 * i, 100, 255 - 30 * i)).save(calib / f"{i}.png")
+    # One folder per class of the 10-class model (an unnamed model's folders are its classes in sorted order).
+    calib = tmp_path / "calib" / "0"
+    for i in range(10):
+        (calib.parent / str(i)).mkdir(parents=True)
+        Image.new("RGB", (70, 70), (25 * i, 100, 255 - 20 * i)).save(calib.parent / str(i) / f"{i}.png")
     ckpt, out = str(small_artifacts["checkpoint"]), tmp_path / "out"
     proc = run_cli(
         "export",
@@ -219,7 +220,7 @@ def test_export_precision_variants(small_artifacts, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (out / "small.onnx").is_file() and (out / "small.fp16.onnx").is_file() and "fp16" in proc.stdout
     recorded = json.loads((out / "small.fp16.onnx.json").read_text())["precision_report"]["accuracy"]
-    assert recorded["images"] == 6
+    assert recorded["images"] == 10
     proc = run_cli(
         "verify", str(out / "small.onnx"), str(out / "small.fp16.onnx"), "--rtol", "0.05", "--min-cosine", "0.99"
     )
@@ -538,3 +539,65 @@ def test_benchmark_stability_json_is_clean_and_progress_goes_to_stderr(small_art
     assert proc.returncode == 0 and "batch 1: warm-up" in proc.stdout and "min ms" in proc.stdout, proc.stderr
     assert_one_line_error(run_cli("benchmark", onnx_path, "--stability", "nan"), 2, "--stability")
     assert_one_line_error(run_cli("benchmark", onnx_path, "--max-windows", "1"), 2, "--max-windows")
+
+
+VERIFY_NUMERIC = ("max_abs_diff", "max_abs_ref", "mean_abs_diff", "cosine_min", "top1_agreement", "passed",
+                  "tolerance", "abs_error", "rel_error")  # fmt: skip
+
+
+def _verify_numbers(stdout: str) -> str:
+    """The numeric fields of a ``verify --json`` report, as JSON text (compared byte for byte)."""
+    report = json.loads(stdout)
+    return json.dumps([{k: c["parity"][k] for k in VERIFY_NUMERIC} for c in report["comparisons"]])
+
+
+def test_verify_load_inputs_reproduces_the_saved_run_byte_for_byte(cli_env, tmp_path):
+    from acmix_deploy.verify import verify
+
+    onnx, fp16, saved = cli_env["onnx"], str(cli_env["fp16"]), tmp_path / "in.npz"
+    proc = inproc("verify", onnx, fp16, cli_env["ckpt"], "--seed", "3", "--save-inputs", str(saved), "--json")
+    assert proc.returncode == 0 and saved.is_file(), proc.stderr
+    runs = [run_cli("verify", onnx, fp16, cli_env["ckpt"], "--load-inputs", str(saved), "--json") for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    library = verify([onnx, fp16, cli_env["ckpt"]], load_inputs_from=saved).to_dict()
+    assert _verify_numbers(runs[0].stdout) == _verify_numbers(runs[1].stdout) == _verify_numbers(proc.stdout)
+    assert _verify_numbers(proc.stdout) == _verify_numbers(json.dumps(library))
+    assert json.loads(runs[0].stdout)["comparisons"][0]["parity"]["abs_error"]["p99"] > 0
+
+
+def test_verify_judges_a_variant_by_its_precision_and_shows_what_export_recorded(cli_env, tmp_path):
+    onnx, fp16 = cli_env["onnx"], str(cli_env["fp16"])
+    proc = inproc("verify", onnx, fp16)
+    assert proc.returncode == 0 and "PASS" in proc.stdout, proc.stdout + proc.stderr
+    assert "tolerance (mixed" in proc.stdout and "recorded at export: max|diff|" in proc.stdout
+    assert "|diff| p50 / p90 / p99" in proc.stdout and "relative p50 / p90 / p99" in proc.stdout
+    strict = inproc("verify", onnx, fp16, "--max-diff", "1e-6", "--min-cosine", "0.9999999")  # fp32-grade bounds
+    assert strict.returncode == 1 and "FAIL" in strict.stdout and "user" in strict.stdout
+
+
+def test_verify_fails_a_corrupted_fp32_artifact_with_exit_1(cli_env, tmp_path):
+    from tests.test_verify import corrupted_copy
+
+    bad = corrupted_copy(cli_env["onnx"], tmp_path / "bad.onnx")
+    proc = run_cli("verify", cli_env["onnx"], str(bad))
+    assert proc.returncode == 1 and "FAIL" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_verify_input_and_output_files_are_checked_and_never_clobbered(cli_env, tmp_path):
+    onnx, fp16 = cli_env["onnx"], str(cli_env["fp16"])
+    out = tmp_path / "outs"
+    proc = inproc("verify", onnx, fp16, "--save-outputs", str(out))
+    assert proc.returncode == 0 and sorted(p.name for p in out.iterdir()) == ["small.fp16.onnx.npz", "small.onnx.npz"]
+    assert_one_line_error(inproc("verify", onnx, fp16, "--save-outputs", str(out)), 1, "--force")
+    assert inproc("verify", onnx, fp16, "--save-outputs", str(out), "--force").returncode == 0
+    wrong = tmp_path / "wrong.npz"
+    import numpy as np
+
+    np.savez(wrong, input=np.zeros((2, 3, 32, 32), np.float32))
+    assert_one_line_error(inproc("verify", onnx, fp16, "--load-inputs", str(wrong)), 1, "expected (N, 3, 64, 64)")
+    pickled = tmp_path / "p.npz"
+    pickled.write_bytes(b"\x80\x04K\x01.")
+    assert_one_line_error(inproc("verify", onnx, fp16, "--load-inputs", str(pickled)), 1, "not an .npz")
+    image = str(Path(cli_env["data"]) / "3" / "a.png")
+    proc = inproc("verify", onnx, fp16, "--image", image, "--load-inputs", str(wrong))
+    assert_one_line_error(proc, 2, "exclude each other")
