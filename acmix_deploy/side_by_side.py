@@ -6,7 +6,8 @@ an older export names no classes. This module decides, once, what the artifacts 
 share (the input size, the class names) and which options each backend's runner takes, and reads
 what an artifact's manifest records about its precision. It reads metadata through
 :func:`acmix_deploy.manifest.find_manifest` only and imports a runtime only to open an ONNX model
-that carries no manifest.
+that carries no manifest. It also owns the files a comparison's inputs and outputs travel in
+(``.npz``: :func:`load_inputs` treats one as untrusted data), so a comparison can be repeated exactly.
 """
 
 from __future__ import annotations

@@ -265,7 +265,7 @@ def format_verify(report: VerifyReport) -> str:
         f"  {'':4}  {'artifact':<34} {'precision':<9} {'max|diff|':>9} {'cosine':>10} {'top-1':>6}"
         f"  {'|diff| p50 / p90 / p99':<27}  {'relative p50 / p90 / p99':<27}"
     )
-    lines.append(header)
+    lines.append(header.rstrip())
     for c in report.comparisons:
         r = c.report
         spread = [
@@ -273,7 +273,7 @@ def format_verify(report: VerifyReport) -> str:
         ]
         lines.append(
             f"  {'PASS' if r.passed else 'FAIL'}  {c.artifact:<34} {'[' + c.precision + ']':<9} {r.max_abs_diff:>9.2e}"
-            f" {r.cosine_min:>10.7f} {r.top1_agreement:>6.0%}  {spread[0]:<27}  {spread[1]:<27}"
+            f" {r.cosine_min:>10.7f} {r.top1_agreement:>6.0%}  {spread[0]:<27}  {spread[1]}"
         )
     for c in report.comparisons:
         lines.append(f"  {c.artifact}: tolerance ({c.tolerance_source}) {_bounds(c.report.tolerance)}")
