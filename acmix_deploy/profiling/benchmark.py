@@ -169,11 +169,12 @@ class BenchmarkResult:
                     f"{head}; UNSTABLE: last two window medians {m['last_spread_pct']:.1f}% apart after "
                     f"{st['windows']} windows (target {st['target_pct']:g}%): treat these figures as rough"
                 )
+        hint = "more --iters per window" if self.settings.get("stability_pct") else "use --stability or more --iters"
         for r in self.rows:
             if r.variance_warning:
                 lines.append(
                     f"warning: {r.artifact} batch {r.batch}: p99 is {r.p99_over_p50:.1f}x p50 "
-                    f"(warns above {VARIANCE_P99_OVER_P50}x): latency varies here; use --stability or more --iters"
+                    f"(warns above {VARIANCE_P99_OVER_P50}x): latency varies here; {hint}"
                 )
         if any(r.load_rss_mb is not None for r in self.rows):
             lines.append(MEMORY_NOTE)
