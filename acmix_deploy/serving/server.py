@@ -6,8 +6,10 @@ models of :mod:`.handlers` with PyTriton and starts the ``tritonserver`` binary 
 both models answer; ``stop()`` sends the server SIGINT and waits for it. :func:`serve` is the
 blocking form the ``serve`` command runs: it stops cleanly on SIGINT or SIGTERM.
 
-PyTriton guards the server's model-control and statistics endpoints with a generated access token
-(header ``triton-access-token``); :meth:`Server.statistics` sends it.
+PyTriton guards the server's model-control endpoints (loading/unloading models, shared memory)
+with a generated access token (header ``triton-access-token``), so a client cannot replace the
+models; the statistics endpoint stays open, as it is on a plain Triton server (the metrics port
+shows the same counters anyway), so ``curl .../v2/models/NAME/stats`` shows how requests batch.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .handlers import IMAGE_INPUT, LOGITS_INPUT, LOGITS_OUTPUT, ImagesModel, Log
 
 IMAGES_SUFFIX = "_images"
 TOKEN_HEADER = "triton-access-token"
+RESTRICTED_ENDPOINTS = ["model-repository", "shared-memory"]  # PyTriton's default also hides statistics
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
@@ -155,7 +158,7 @@ class Server:
 
     def _start_triton(self) -> None:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
+        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
         o, predictor = self.options, self.predictor
         assert predictor is not None
@@ -169,7 +172,9 @@ class Server:
             http_port=o.http_port, grpc_port=o.grpc_port, metrics_port=o.metrics_port,
             exit_timeout_secs=o.exit_timeout_s, log_file=log_file, allow_gpu_metrics=False,
         )  # fmt: skip
-        self._triton = Triton(config=config)
+        self._triton = Triton(
+            config=config, security_config=TritonSecurityConfig(restricted_endpoints=RESTRICTED_ENDPOINTS)
+        )
         size, classes = predictor.manifest.img_size, predictor.manifest.num_classes
         k = max(1, min(o.top_k, classes))
         self._triton.bind(
@@ -224,8 +229,7 @@ class Server:
     def statistics(self, model: str | None = None, timeout_s: float = 5.0) -> dict:
         """Triton's statistics of ``model`` (default: the logits model): counts and times per batch size."""
         url = f"{self.endpoints['http']}/v2/models/{model or self.name}/stats"
-        request = urllib.request.Request(url, headers={TOKEN_HEADER: self.access_token or ""})
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return json.loads(response.read())
 
     def stop(self) -> None:

@@ -233,3 +233,24 @@ def test_without_the_library_path_fix_another_python_build_fails_clearly(demo_on
     with pytest.raises(ServingError, match="_recursion_count") as info:
         Server(demo_onnx, ServeOptions(exit_timeout_s=1, **ports)).start()
     assert "\n" not in str(info.value)
+
+
+def test_statistics_are_open_but_model_control_needs_the_token(server):
+    """Anyone may read /stats (as on a plain Triton); loading or unloading models needs PyTriton's token."""
+    import urllib.error
+    import urllib.request
+
+    from acmix_deploy.serving.server import TOKEN_HEADER
+
+    base = server.endpoints["http"]
+    with urllib.request.urlopen(f"{base}/v2/models/digits/stats", timeout=TIMEOUT_S) as response:
+        assert response.status == 200 and b"inference_count" in response.read()
+    index = f"{base}/v2/repository/index"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(index, data=b"{}", method="POST"), timeout=TIMEOUT_S)
+    assert refused.value.code in (401, 403)
+    allowed = urllib.request.Request(index, data=b"{}", method="POST", headers={TOKEN_HEADER: server.access_token})
+    with urllib.request.urlopen(allowed, timeout=TIMEOUT_S) as response:
+        assert response.status == 200
+    with http_client(server) as client:
+        assert_ready_and_answering(client)
