@@ -86,16 +86,16 @@ def demo_onnx(folder: Path) -> Path:
 
 
 def serve_child(artifact: str, options: dict) -> None:
-    """The server's own process: start, print ``ready TOKEN MAX_BATCH``, serve until stdin closes."""
+    """The server's own process: start, print ``ready MAX_BATCH``, serve until stdin closes."""
     from acmix_deploy.serving import ServeOptions, Server
 
     with Server(artifact, ServeOptions(**options)) as server:
-        print("ready", server.access_token, server.max_batch, flush=True)
+        print("ready", server.max_batch, flush=True)
         sys.stdin.read()
 
 
-def start_server(artifact: Path, options: dict) -> tuple[subprocess.Popen, str, int]:
-    """Spawn :func:`serve_child` in a fresh interpreter; its process, access token and max batch."""
+def start_server(artifact: Path, options: dict) -> tuple[subprocess.Popen, int]:
+    """Spawn :func:`serve_child` in a fresh interpreter; its process and max batch."""
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve-child", json.dumps([str(artifact), options])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -104,14 +104,14 @@ def start_server(artifact: Path, options: dict) -> tuple[subprocess.Popen, str, 
     if not line or line[0] != "ready":
         proc.kill()
         raise SystemExit(f"error: the server did not start (exit {proc.wait()})")
-    return proc, line[1], int(line[2])
+    return proc, int(line[1])
 
 
 STAT_FIELDS = ("success", "queue", "compute_input", "compute_infer", "compute_output")
 
 
-def model_stats(url: str, token: str, model: str = "bench") -> np.ndarray:
-    """Triton's counters of ``model`` so far (statistics need PyTriton's token).
+def model_stats(url: str, model: str = "bench") -> np.ndarray:
+    """Triton's counters of ``model`` so far, from its statistics endpoint.
 
     [requests, executions, then the total ns of each of ``STAT_FIELDS``]: a request's time in the
     server (``success``) split into its wait in the batcher's queue and the execution's compute
@@ -119,8 +119,7 @@ def model_stats(url: str, token: str, model: str = "bench") -> np.ndarray:
     """
     import urllib.request
 
-    request = urllib.request.Request(f"http://{url}/v2/models/{model}/stats", headers={"triton-access-token": token})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(f"http://{url}/v2/models/{model}/stats", timeout=10) as response:
         stats = json.loads(response.read())["model_stats"][0]
     times = [int(stats["inference_stats"][field]["ns"]) for field in STAT_FIELDS]
     return np.array([int(stats["inference_count"]), int(stats["execution_count"]), *times], dtype=np.int64)
@@ -159,7 +158,7 @@ def main() -> int:
     served = {c: np.zeros(2 + len(STAT_FIELDS), np.int64) for c in levels}  # model_stats deltas, HTTP + gRPC
     with tempfile.TemporaryDirectory() as tmp:
         artifact = args.artifact or demo_onnx(Path(tmp))
-        proc, token, max_batch = start_server(artifact, options)
+        proc, max_batch = start_server(artifact, options)
         http_url, grpc_url = f"127.0.0.1:{args.port}", f"127.0.0.1:{args.port + 1}"
         try:
             with Predictor.load(artifact, threads=args.threads) as predictor:
@@ -197,9 +196,9 @@ def main() -> int:
                     for c in levels:
                         for side in order:
                             remote = side in ("http", "grpc")
-                            before = model_stats(http_url, token) if remote else 0
+                            before = model_stats(http_url) if remote else 0
                             cells.setdefault((side, c), []).append(run_clients(makers[side], c, args.seconds, size))
-                            served[c] += (model_stats(http_url, token) - before) if remote else 0
+                            served[c] += (model_stats(http_url) - before) if remote else 0
                 batcher.close()
         finally:
             proc.stdin.close()
