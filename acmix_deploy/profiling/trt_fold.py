@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from ..families import family_names, get_family
+from ..families.nodes import BLOCK_SCOPE, LAYOUT
+from ..families.nodes import STEM_HEAD as STEM
 
 ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]]+)\]")
-BLOCK_SCOPE = re.compile(r"^/blocks/blocks\.(\d+)/")
-LAYOUT, STEM = "layout", "stem/head"
 
 
 @dataclass(frozen=True)
