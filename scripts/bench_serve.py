@@ -100,11 +100,11 @@ def start_server(artifact: Path, options: dict) -> tuple[subprocess.Popen, int]:
         [sys.executable, __file__, "--serve-child", json.dumps([str(artifact), options])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    line = proc.stdout.readline().split()
-    if not line or line[0] != "ready":
-        proc.kill()
-        raise SystemExit(f"error: the server did not start (exit {proc.wait()})")
-    return proc, int(line[1])
+    for line in proc.stdout:  # anything the server's libraries print before it is ready is passed on
+        if line.startswith("ready "):
+            return proc, int(line.split()[1])
+        print(line, end="", file=sys.stderr)
+    raise SystemExit(f"error: the server did not start (exit {proc.wait()})")
 
 
 STAT_FIELDS = ("success", "queue", "compute_input", "compute_infer", "compute_output")
