@@ -15,8 +15,10 @@ Exact rewrites, each proven by a parity test against the reference module (folds
 - relative position bias + shift mask are one constant per block;
 - q, k and v come from three Linears of the block input (``QKVProjection``), each with its own
   window-partition Transpose, instead of one 3C Linear, one Transpose and a Split that copies
-  the three apart: the MatMuls run at the same rate with a third of the outputs (kernel profile),
-  and Swin-T measured 4-7% faster at batch 8 and -1.6% / +0.7% at batch 1 (two interleaved runs);
+  the three apart (12 Splits of 3C channels a pixel; the MatMuls run at the same rate with a third
+  of the outputs). Swin-T, four interleaved runs on a loaded machine: batch 8 -7%, -4%, -3.6%
+  and +20% (that run at load 7, where the former form's own times spread by 55%); batch 1 within
+  ±3% (+0.7, -1.6, +3, -0.3%);
 - the window-attention output goes back to the (B, H, W, C) map in one Transpose;
 - every reshape infers the batch (-1): the official ``window_reverse`` computes the batch
   with Python ``int()`` of a shape, which tracing freezes, so its dynamic-batch export breaks
