@@ -40,14 +40,14 @@ class Tolerance:
 
 
 # What a healthy artifact of each precision meets against its fp32 source on representative inputs: the
-# defaults of ``verify``. fp16 is the bound exporters.precision.to_fp16 proves its variants to (FP16_TOLERANCE);
-# int8 the one the shipped digits models meet on held-out images with room (measured: max|diff| 0.13 of the
-# scale, cosine 0.976, agreement 99.7%), while a scaled weight or a broken calibration lands far outside.
+# defaults of ``verify`` where a variant's manifest records no bounds of its own. They are the bounds the
+# exporters prove variants to (exporters.precision: FP16_TOLERANCE, INT8_TOLERANCE on held-out images),
+# restated here because the core cannot import the exporters.
 PRECISION_TOLERANCES = {
     "fp32": Tolerance(),
     "mixed": Tolerance(rtol=2e-2, min_cosine=0.9995, min_top1_agreement=0.9),
     "fp16": Tolerance(rtol=2e-2, min_cosine=0.9995, min_top1_agreement=0.9),
-    "int8": Tolerance(rtol=0.25, min_cosine=0.95, min_top1_agreement=0.9),
+    "int8": Tolerance(rtol=0.5, min_cosine=0.8, min_top1_agreement=0.95),
 }
 # A calibrated (static) int8 model on standard-normal inputs: they lie far outside the calibrated ranges and
 # are clipped (export measured cosine 0.79 and 50% agreement on them for a healthy model), so only gross

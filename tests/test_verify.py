@@ -78,4 +78,12 @@ def test_default_tolerance_follows_precision_and_what_export_recorded():
     dynamic = default_tolerance(fp32, RecordedPrecision("int8", parity=no_bound), False).tolerance
     assert dynamic == on_images  # no calibration: random inputs are as good as any
     both = default_tolerance(RecordedPrecision("int8"), RecordedPrecision("mixed"), True).tolerance
-    assert both == PRECISION_TOLERANCES["int8"]  # the less precise side decides
+    assert both == Tolerance(0.5, 0.8, 0.9)  # field by field the looser side: int8's diff and cosine, fp16's top-1
+
+
+def test_the_precision_table_restates_the_exporters_bounds():
+    from acmix_deploy.exporters.precision.fp16 import FP16_TOLERANCE
+    from acmix_deploy.exporters.precision.int8_static import INT8_TOLERANCE
+
+    assert PRECISION_TOLERANCES["mixed"] == PRECISION_TOLERANCES["fp16"] == FP16_TOLERANCE
+    assert PRECISION_TOLERANCES["int8"] == INT8_TOLERANCE
