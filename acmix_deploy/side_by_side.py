@@ -116,6 +116,7 @@ class RecordedPrecision:
     speed: dict | None = None
     parity: dict | None = None
     random_parity: dict | None = None  # static int8: parity on random inputs (its ``parity`` is on images)
+    heldout: dict | None = None  # the export's check on held-out images, when it made one
     calibrated: bool = False  # static int8: calibrated ranges, so random inputs are not representative
 
     def describe(self) -> str:
@@ -156,6 +157,7 @@ def recorded_precision(artifact: str | Path) -> RecordedPrecision:
         part("speed"),
         part("parity"),
         random if isinstance(random, dict) else None,
+        part("heldout"),
         manifest.calibration is not None,
     )
 

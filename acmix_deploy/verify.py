@@ -68,8 +68,9 @@ def default_tolerance(reference: RecordedPrecision, candidate: RecordedPrecision
 
     Both fp32 (or checkpoints): fp32's bounds. Otherwise each variant side gives its precision's
     entry of ``PRECISION_TOLERANCES`` (unknown precisions: fp16's), with the bounds its export
-    proved it to in place of the table's where recorded; a calibrated int8 variant on random inputs
-    gets ``INT8_RANDOM_INPUTS_TOLERANCE`` (they are not what it was calibrated for). The looser side wins.
+    proved it to in place of the table's where recorded (on images: those of its held-out check);
+    a calibrated int8 variant on random inputs gets ``INT8_RANDOM_INPUTS_TOLERANCE`` (they are not
+    what it was calibrated for). The looser side wins.
     """
     choice = PRECISION_TOLERANCES["fp32"]
     sources = []
@@ -82,7 +83,7 @@ def default_tolerance(reference: RecordedPrecision, candidate: RecordedPrecision
             sources.append("int8 on random inputs")
             continue
         table = PRECISION_TOLERANCES.get(precision, PRECISION_TOLERANCES["fp16"])
-        bounds = _recorded_bounds(side.parity)
+        bounds = _recorded_bounds(side.heldout if on_images and side.heldout else side.parity)
         choice = choice.loosest(replace(table, **bounds))
         sources.append(f"{precision}{' + recorded at export' if bounds else ''}")
     return ToleranceChoice(choice, ", ".join(sources) or "fp32")
@@ -136,7 +137,10 @@ class VerifyReport:
 
 def _recorded_figures(recorded: RecordedPrecision, on_images: bool) -> dict | None:
     """The export's own parity figures on inputs like this run's (random or images), when recorded."""
-    parity = recorded.random_parity if recorded.calibrated and not on_images else recorded.parity
+    if on_images:
+        parity = recorded.heldout or recorded.parity
+    else:
+        parity = recorded.random_parity if recorded.calibrated else recorded.parity
     if not isinstance(parity, dict):
         return None
     keys = ("max_abs_diff", "max_abs_ref", "cosine_min", "top1_agreement", "inputs", "abs_error", "rel_error")
@@ -281,7 +285,7 @@ def format_verify(report: VerifyReport) -> str:
         if rec and {"max_abs_diff", "cosine_min", "top1_agreement"} <= rec.keys():
             lines.append(
                 f"    recorded at export: max|diff| {rec['max_abs_diff']:.2e}, cosine {rec['cosine_min']:.7f}, "
-                f"top-1 {rec['top1_agreement']:.0%} on {rec.get('inputs', '?')}"
+                f"top-1 {rec['top1_agreement']:.1%} on {rec.get('inputs', '?')}"
             )
     if any("int8 on random" in c.tolerance_source for c in report.comparisons):
         lines.append(
