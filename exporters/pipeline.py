@@ -297,12 +297,14 @@ class ExportReport:
         rows.append(("time", f"{self.seconds:.1f} s"))
         lat = report.latency_ms
         if lat:
+            from .onnx import LATENCY_ROUNDS  # loaded already: a report comes from export_onnx
+
             rows.append(
                 (
                     "latency",
                     f"ORT {lat['onnxruntime']:.1f} ms vs torch reference {lat['torch_reference']:.1f} ms at batch "
                     f"{batch.max if not batch.dynamic else 1} "
-                    f"({lat['torch_reference'] / lat['onnxruntime']:.2f}x; median of 5, interleaved)",
+                    f"({lat['torch_reference'] / lat['onnxruntime']:.2f}x; median of {LATENCY_ROUNDS}, interleaved)",
                 )
             )
         return rows
