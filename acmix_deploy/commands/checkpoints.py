@@ -31,6 +31,7 @@ def inspect(
     json_out: JsonFlag = False,
 ) -> None:
     """Show what a checkpoint or ONNX model holds; with --tensorrt, whether TensorRT can build it."""
+    require_files([path], directories=False)
     if path.suffix != ".onnx":
         if tensorrt:
             raise UsageError("--tensorrt inspects ONNX models; export the checkpoint first")
@@ -43,7 +44,6 @@ def inspect(
 
         if trt_major not in SUPPORT_TABLE["majors"]:
             raise UsageError(f"--trt-major must be one of {', '.join(map(str, SUPPORT_TABLE['majors']))}")
-    require_files([path])
     from acmix_deploy.exporters.artifact_info import inspect_onnx
 
     result = inspect_onnx(path, trt_major=trt_major if tensorrt else None)

@@ -49,11 +49,17 @@ def deprecated(old_value: Any, old: str, new: str, value: Any) -> Any:
     return old_value
 
 
-def require_files(paths: list[Path]) -> None:
-    """Fail (exit 1) on the first path that does not exist, before anything is loaded."""
+def require_files(paths: list[Path], directories: bool = True) -> None:
+    """Fail (exit 1) on the first path that does not exist, before anything is loaded.
+
+    ``directories=False`` where only a file will do (a model artifact): a folder is refused in one
+    line here rather than as a raw IsADirectoryError from whatever opens it.
+    """
     for path in paths:
         if not path.exists():
             raise AcmixDeployError(f"{path}: no such file")
+        if not directories and path.is_dir():
+            raise AcmixDeployError(f"{path}: is a directory, expected a file")
 
 
 MAX_BATCH_OPTION = 1 << 16  # batch sizes beyond this only ask the allocator for absurd amounts

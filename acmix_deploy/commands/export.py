@@ -74,6 +74,11 @@ def export(
     from acmix_deploy.labels import read_labels
     from acmix_deploy.text import plain_name_problem
 
+    if output_dir is not None and output_dir.suffix == ".onnx" and not output_dir.is_dir():
+        # -o r50.onnx means that file (it made a folder r50.onnx holding r50.onnx): its folder and its name
+        if name is not None and name != output_dir.stem:
+            raise UsageError(f"-o {output_dir.name} names the file but --name says {name!r}: give one of them")
+        output_dir, name = output_dir.parent, output_dir.stem
     if name is not None and (problem := plain_name_problem(name)):  # "../x" wrote outside --output-dir
         raise UsageError(f"--name {problem}")
     within(1, MAX_IMG_SIZE_OPTION, img_size=img_size)  # 10^9 asked the allocator for 10^18 bytes
