@@ -62,3 +62,27 @@ def small_artifacts(tmp_path_factory):
     onnx_path = root / "small.onnx"
     export_onnx(ckpt, onnx_path, img_size=64, validate_batches=[2], max_batch=8)
     return {"model": model, "checkpoint": ckpt, "onnx": onnx_path, "root": root}
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """The shipped trained digits ACmix-ResNet-26 exported once (64 px) with its train/test image folders.
+
+    One export for the whole session: the precision, held-out and sensitivity tests all start from it.
+    """
+    pytest.importorskip("sklearn", reason="the digits dataset ships in scikit-learn (pip install scikit-learn)")
+    from importlib.resources import files
+
+    from acmix_deploy.datasets import write_digits_folder
+    from acmix_deploy.exporters.onnx import export_onnx
+
+    root = tmp_path_factory.mktemp("digits")
+    ckpt = files("acmix_deploy") / "data" / "demo" / "digits_acmix_resnet26.pth"
+    fp32 = root / "r26.onnx"
+    export_onnx(str(ckpt), fp32, img_size=64, validate_batches=[2], measure_latency=False)
+    return {
+        "checkpoint": str(ckpt),
+        "onnx": fp32,
+        "train": write_digits_folder(root / "train", "train"),
+        "test": write_digits_folder(root / "test", "test"),
+    }

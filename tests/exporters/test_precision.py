@@ -186,13 +186,6 @@ def test_int8_cpu_small_runs(small_artifacts, tmp_path):
     assert _manifest(dst)["int8_target"] == "cpu"
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    pytest.importorskip("sklearn", reason="the digits dataset ships in scikit-learn (pip install scikit-learn)")
-    from acmix_deploy.datasets import write_digits_folder
-
-    root = tmp_path_factory.mktemp("digits")
-    return {"test": write_digits_folder(root / "test", "test"), "train": write_digits_folder(root / "train", "train")}
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ from importlib.resources import files
 import onnx
 import pytest
 
-from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.exporters.precision import PrecisionError, to_fp16, to_int8
 from acmix_deploy.exporters.precision.block_sensitivity import Error, block_sensitivity
 from acmix_deploy.exporters.precision.blocks import LEVELS, keep_fp32_nodes, parse_keep_fp32
@@ -29,16 +28,6 @@ CKPT = files("acmix_deploy") / "data" / "demo" / "digits_acmix_resnet26.pth"
 FAST = {"samples": 8, "levels": ("stage",), "alone": False, "timing_rounds": 0}
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    pytest.importorskip("sklearn", reason="the digits dataset ships in scikit-learn (pip install scikit-learn)")
-    from acmix_deploy.datasets import write_digits_folder
-
-    root = tmp_path_factory.mktemp("digits")
-    fp32 = root / "r26.onnx"
-    export_onnx(str(CKPT), fp32, img_size=64, validate_batches=[2])
-    return {"test": write_digits_folder(root / "test", "test"), "train": write_digits_folder(root / "train", "train"),
-            "onnx": fp32}  # fmt: skip
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -7,13 +7,10 @@ fails in one line and writes nothing; the split never shares an image with calib
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 import numpy as np
 import pytest
 
 from acmix_deploy.errors import AcmixDeployError
-from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.exporters.precision import (
     INT8_TOLERANCE,
     PrecisionError,
@@ -26,22 +23,6 @@ from acmix_deploy.exporters.validate import ParityError
 from acmix_deploy.imagefolder import images_under
 from acmix_deploy.manifest import read_manifest, sidecar_path
 from acmix_deploy.preprocess import preprocess
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    pytest.importorskip("sklearn", reason="the digits dataset ships in scikit-learn (pip install scikit-learn)")
-    from acmix_deploy.datasets import write_digits_folder
-
-    root = tmp_path_factory.mktemp("digits-heldout")
-    fp32 = root / "r26.onnx"
-    ckpt = files("acmix_deploy") / "data" / "demo" / "digits_acmix_resnet26.pth"
-    export_onnx(str(ckpt), fp32, img_size=64, validate_batches=[2], measure_latency=False)
-    return {
-        "onnx": fp32,
-        "train": write_digits_folder(root / "train", "train"),
-        "test": write_digits_folder(root / "test", "test"),
-    }
 
 
 def test_split_is_disjoint_seeded_and_bounded():
