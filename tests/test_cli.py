@@ -543,11 +543,11 @@ def test_verify_load_inputs_reproduces_the_saved_run_byte_for_byte(cli_env, tmp_
     from acmix_deploy.verify import verify
 
     onnx, fp16, saved = cli_env["onnx"], str(cli_env["fp16"]), tmp_path / "in.npz"
-    proc = inproc("verify", onnx, fp16, cli_env["ckpt"], "--seed", "3", "--save-inputs", str(saved), "--json")
+    proc = inproc("verify", onnx, fp16, "--seed", "3", "--save-inputs", str(saved), "--json")
     assert proc.returncode == 0 and saved.is_file(), proc.stderr
-    runs = [run_cli("verify", onnx, fp16, cli_env["ckpt"], "--load-inputs", str(saved), "--json") for _ in range(2)]
+    runs = [run_cli("verify", onnx, fp16, "--load-inputs", str(saved), "--json") for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
-    library = verify([onnx, fp16, cli_env["ckpt"]], load_inputs_from=saved).to_dict()
+    library = verify([onnx, fp16], load_inputs_from=saved).to_dict()
     assert _verify_numbers(runs[0].stdout) == _verify_numbers(runs[1].stdout) == _verify_numbers(proc.stdout)
     assert _verify_numbers(proc.stdout) == _verify_numbers(json.dumps(library))
     assert json.loads(runs[0].stdout)["comparisons"][0]["parity"]["abs_error"]["p99"] > 0
