@@ -589,6 +589,7 @@ def test_verify_input_and_output_files_are_checked_and_never_clobbered(cli_env, 
     image = str(Path(cli_env["data"]) / "3" / "a.png")
     proc = inproc("verify", onnx, fp16, "--image", image, "--load-inputs", str(wrong))
     assert_one_line_error(proc, 2, "exclude each other")
+    assert_one_line_error(inproc("verify", onnx, fp16, "--min-agreement", "1.5"), 2, "--min-agreement")
 
 
 def test_export_to_a_file_name_writes_that_file_and_inspect_refuses_a_folder(tmp_path):
