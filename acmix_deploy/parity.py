@@ -41,8 +41,8 @@ class Tolerance:
 
 # What a healthy artifact of each precision meets against its fp32 source on representative inputs: the
 # defaults of ``verify`` where a variant's manifest records no bounds of its own. They are the bounds the
-# exporters prove variants to (exporters.precision: FP16_TOLERANCE, INT8_TOLERANCE on held-out images),
-# restated here because the core cannot import the exporters.
+# exporters prove variants to (exporters.precision's FP16_TOLERANCE and INT8_TOLERANCE, on held-out images,
+# are these entries: one table, owned here because the core cannot import the exporters).
 PRECISION_TOLERANCES = {
     "fp32": Tolerance(),
     "mixed": Tolerance(rtol=2e-2, min_cosine=0.9995, min_top1_agreement=0.9),

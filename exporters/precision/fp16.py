@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from acmix_deploy.parity import RANDOM_INPUTS, Tolerance, compare_outputs, random_inputs
+from acmix_deploy.parity import PRECISION_TOLERANCES, RANDOM_INPUTS, Tolerance, compare_outputs, random_inputs
 from acmix_deploy.runtimes.onnxruntime import ort_session
 
 from ..validate import ParityError
@@ -58,7 +58,7 @@ _FOLLOW_OPS = frozenset(
 # Float inputs that must stay float32 whatever the node's precision (by op and input index).
 _FP32_SLOTS = {"Resize": {1, 2}, "Upsample": {1}}
 _TYPE_AGNOSTIC = frozenset({"Shape", "Size"})
-FP16_TOLERANCE = Tolerance(rtol=2e-2, min_cosine=0.9995, min_top1_agreement=0.9)
+FP16_TOLERANCE = PRECISION_TOLERANCES["fp16"]
 
 
 def _fp16_array(arr: np.ndarray, stats: dict) -> np.ndarray:

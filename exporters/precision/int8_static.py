@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 
 from acmix_deploy.manifest import Manifest
-from acmix_deploy.parity import Tolerance, compare_outputs
+from acmix_deploy.parity import PRECISION_TOLERANCES, Tolerance, compare_outputs
 
 from ..graph import op_histogram
 from ..validate import ParityError
@@ -60,7 +60,7 @@ CALIB_PERCENTILE = 99.999
 # tensorrt 0.147/0.138, 0.960/0.959, 100%/98.8%. Without the sensitivity pass, tensorrt: 0.405/0.243,
 # 0.874/0.819, 100%/99.2%. The bounds leave 3-5x the default's error; wrecked calibration measures >2, <0.
 # Reproduce: .venv/bin/python scripts/precision_heldout.py --out /tmp/heldout
-INT8_TOLERANCE = Tolerance(rtol=0.5, min_cosine=0.8, min_top1_agreement=0.95)
+INT8_TOLERANCE = PRECISION_TOLERANCES["int8"]
 _ANY = Tolerance(rtol=np.inf, min_cosine=0.0, min_top1_agreement=0.0)  # measure only
 
 
