@@ -136,6 +136,7 @@ def convert(
     eval_data: str | Path | None = None,
     force: bool = False,
     progress: Progress = lambda stage, message: None,
+    keep_fp32: Sequence[str] = (),
 ) -> ConvertReport:
     """fp16/int8 variants of an fp32 acmix-deploy ONNX, next to it (or in ``output_dir``): the export's variant stage.
 
@@ -147,6 +148,8 @@ def convert(
         eval_data: an image folder: accuracy recorded, and the held-out images each variant is checked on.
         force: replace existing variants.
         progress: ``callback(stage, message)`` after each variant.
+        keep_fp32: stages/blocks/branches kept in fp32 (names as ``profile``/``sensitivity`` print them;
+            names the graph does not have are refused in one line before that variant is written).
 
     Raises:
         ExportOptionsError: bad or contradicting options (before any work).
@@ -160,13 +163,16 @@ def convert(
 
     started = time.perf_counter()
     variants = plan_convert(fp32_onnx, output_dir, precision=precision, int8=int8)
+    if keep_fp32 and "int8" in variants and int8.target == "cpu-dynamic":
+        raise ExportOptionsError("--keep-fp32 applies to fp16 and static int8 (--int8-target cpu or tensorrt)")
     source = load_fp32_source(fp32_onnx).path  # refuses a variant, a fixed batch, a foreign ONNX, before any work
     for path in variants.values():
         if path.resolve() == source.resolve():
             raise ExportOptionsError(f"{path} is the source itself")
         check_writable(path, force=force)
         check_writable(sidecar_path(path), force=force)
-    report = ConvertReport(source, derive_variants(source, variants, int8, eval_data, force, progress))
+    reports = derive_variants(source, variants, int8, eval_data, force, progress, keep_fp32=tuple(keep_fp32))
+    report = ConvertReport(source, reports)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -194,11 +194,16 @@ def convert(
     eval_data: Annotated[
         Path | None, typer.Option(help="Held-out images: accuracy recorded, each variant checked on them.")
     ] = None,
+    keep_fp32: Annotated[
+        str | None,
+        typer.Option("--keep-fp32", metavar="NAMES", help="Blocks kept in fp32 (layer2.0,stem/head or @FILE)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing variants.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """fp16/int8 variants of an existing fp32 ONNX, proven against it (export's variant stage, no re-export)."""
     from acmix_deploy.exporters.pipeline import Int8Settings
+    from acmix_deploy.exporters.precision.blocks import parse_keep_fp32
     from acmix_deploy.exporters.variants import convert as run_convert
 
     int8 = Int8Settings(target=int8_target, calibration=calib, samples=calib_samples, method=calib_method)
@@ -210,6 +215,7 @@ def convert(
         eval_data=eval_data,
         force=force,
         progress=stage_printer(json_out),
+        keep_fp32=parse_keep_fp32(keep_fp32),
     )
     text = "\n" + "\n".join(f"  {key:<9} {value}" for key, value in report.summary())
     show(report.to_dict(), text, json_out)

@@ -59,3 +59,14 @@ def test_a_variant_is_not_a_source_and_nothing_is_written(fp32, tmp_path):
     assert sorted(p.name for p in half.parent.iterdir()) == ["model.fp16.onnx", "model.fp16.onnx.json"]
     with pytest.raises(PrecisionError, match="no such ONNX file"):
         convert(tmp_path / "missing.onnx")
+
+
+def test_keep_fp32_reaches_the_variant_and_its_manifest(fp32, tmp_path):
+    convert(fp32, tmp_path / "kept", precision="fp16", keep_fp32=["stem/head"])
+    assert list(read_manifest(tmp_path / "kept" / "model.fp16.onnx").kept_fp32) == ["stem/head"]
+    with pytest.raises(PrecisionError, match=r"layer9\.0"):
+        convert(fp32, tmp_path / "bad", precision="fp16", keep_fp32=["layer9.0"])
+    assert not (tmp_path / "bad" / "model.fp16.onnx").exists()
+    with pytest.raises(ExportOptionsError, match=r"static int8"):
+        dynamic = Int8Settings(target="cpu-dynamic")
+        convert(fp32, tmp_path / "dyn", precision="int8", int8=dynamic, keep_fp32=["stem/head"])
