@@ -104,7 +104,7 @@ def profile(
     artifact: Annotated[Path, typer.Argument(help="An ONNX model or TensorRT engine exported by acmix-deploy.")],
     iters: Annotated[int, typer.Option(help="Profiled inferences.")] = 10,
     batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
-    top: Annotated[int, typer.Option(help="Kernels (layers) in the top-N table.")] = 15,
+    top: Annotated[int, typer.Option(help="Kernels (layers) in the top-N table; 0: all of them.")] = 15,
     json_out: JsonFlag = False,
     save_json: SaveJson = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --save-json file.")] = False,
@@ -112,7 +112,8 @@ def profile(
     """Time per layer folded onto ACmix blocks: ONNX Runtime's node profiler, or TensorRT's layer profiler."""
     from acmix_deploy.manifest import is_engine
 
-    at_least(1, iters=iters, batch=batch, top=top)
+    at_least(1, iters=iters, batch=batch)
+    at_least(0, top=top)
     require_files([artifact])
     if artifact.suffix != ".onnx" and not is_engine(artifact):
         raise UsageError("profile reads ONNX models (.onnx) and TensorRT engines (.engine, .plan, .trt)")

@@ -47,9 +47,11 @@ class EngineLayerProfile:
                 ]
         if self.fused:
             lines += ["", "fused layers spanning branches or blocks (time not split):"]
-            lines += [f"  {f['ms']:>8.3f} ms  {'+'.join(f['branches']):<24} {f['name']}" for f in self.fused[:top]]
-        lines += ["", f"top {top} layers:"]
-        lines += [f"  {layer['ms']:>8.3f} ms  {layer['block']:<20} {layer['name']}" for layer in self.layers[:top]]
+            fused = self.fused[:top] if top else self.fused  # 0: all
+            lines += [f"  {f['ms']:>8.3f} ms  {'+'.join(f['branches']):<24} {f['name']}" for f in fused]
+        layers = self.layers[:top] if top else self.layers
+        lines += ["", f"top {len(layers)} layers:" if top else f"all {len(layers)} layers:"]
+        lines += [f"  {layer['ms']:>8.3f} ms  {layer['block']:<20} {layer['name']}" for layer in layers]
         return "\n".join(lines)
 
 

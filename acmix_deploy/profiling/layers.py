@@ -72,8 +72,9 @@ class LayerProfile:
             cells = "".join(f"{parts.get(b, 0.0):>12.2f}" for b in BRANCHES[:-1])
             lines.append(f"{block:<22}{cells}{total:>10.2f}")
         lines.append("")
-        lines.append(f"top {top} kernels:")
-        for node in self.top_nodes[:top]:
+        shown = self.top_nodes[:top] if top else self.top_nodes  # 0: every kernel
+        lines.append(f"top {len(shown)} kernels:" if top else f"all {len(shown)} kernels:")
+        for node in shown:
             lines.append(
                 f"  {node['ms']:>8.3f} ms  {node['op']:<14} {node['block']:<20} {node['branch']:<11} {node['name']}"
             )

@@ -77,3 +77,6 @@ def test_layer_profile_folds_onto_acmix_blocks(small_artifacts):
     # the profiler's overhead is measured and said on screen, next to the unprofiled latency
     assert prof.unprofiled_p50_ms > 0 and prof.profiled_run_ms > 0 and prof.kernels_per_run >= len(prof.top_nodes)
     assert "unprofiled, this model runs" in prof.table() and prof.to_dict()["unprofiled_p50_ms"] > 0
+    # --top 0 lists every kernel, --top 3 three
+    assert f"all {len(prof.top_nodes)} kernels:" in prof.table(0) and "top 3 kernels:" in prof.table(3)
+    assert len(prof.table(0).splitlines()) - len(prof.table(3).splitlines()) == len(prof.top_nodes) - 3
