@@ -594,6 +594,8 @@ def test_verify_input_and_output_files_are_checked_and_never_clobbered(cli_env, 
 
 def test_export_to_a_file_name_writes_that_file_and_inspect_refuses_a_folder(tmp_path):
     """``-o r50.onnx`` writes r50.onnx (was a folder r50.onnx/ holding r50.onnx); a folder is one error line."""
+    from PIL import Image
+
     import acmix_deploy
     from acmix_deploy.checkpoint import save_checkpoint
     from tests.conftest import SMALL_RESNET
@@ -612,3 +614,8 @@ def test_export_to_a_file_name_writes_that_file_and_inspect_refuses_a_folder(tmp
     folder.mkdir()
     for path in (folder, tmp_path):  # an .onnx-named folder and a plain one (taken for a checkpoint)
         assert_one_line_error(run_cli("inspect", str(path)), 1, "is a directory, expected a file")
+    image = tmp_path / "x.png"
+    Image.new("RGB", (64, 64)).save(image)
+    for args in (["predict", str(folder), str(image)], ["verify", str(target), str(folder)], ["benchmark", str(folder)],
+                 ["profile", str(folder)], ["evaluate", str(folder), "--data", str(tmp_path)]):  # fmt: skip
+        assert_one_line_error(inproc(*args), 1, "is a directory, expected a file")

@@ -31,7 +31,7 @@ def inspect(
     json_out: JsonFlag = False,
 ) -> None:
     """Show what a checkpoint or ONNX model holds; with --tensorrt, whether TensorRT can build it."""
-    require_files([path], directories=False)
+    require_files([path])
     if path.suffix != ".onnx":
         if tensorrt:
             raise UsageError("--tensorrt inspects ONNX models; export the checkpoint first")

@@ -49,11 +49,11 @@ def deprecated(old_value: Any, old: str, new: str, value: Any) -> Any:
     return old_value
 
 
-def require_files(paths: list[Path], directories: bool = True) -> None:
+def require_files(paths: list[Path], directories: bool = False) -> None:
     """Fail (exit 1) on the first path that does not exist, before anything is loaded.
 
-    ``directories=False`` where only a file will do (a model artifact): a folder is refused in one
-    line here rather than as a raw IsADirectoryError from whatever opens it.
+    Model artifacts are files, so a folder is refused in one line here rather than as a raw
+    IsADirectoryError from whatever opens it; ``directories=True`` where a folder will do (image data).
     """
     for path in paths:
         if not path.exists():

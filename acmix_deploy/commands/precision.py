@@ -56,7 +56,8 @@ def sensitivity(
     at_least(1, samples=samples, calib_samples=calib_samples)
     at_least(0, rounds=rounds, max_keep=max_keep)
     within(1, MAX_IMG_SIZE_OPTION, img_size=img_size)
-    require_files([p for p in (artifact, data, calib) if p is not None])
+    require_files([artifact])
+    require_files([p for p in (data, calib) if p is not None], directories=True)
     check_writable([output], force)  # refused before any work
     from acmix_deploy.exporters.precision.block_sensitivity import block_sensitivity
     from acmix_deploy.exporters.precision.blocks import keep_list_text

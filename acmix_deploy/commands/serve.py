@@ -32,7 +32,7 @@ def serve(
 
     at_least(1, instances=instances, top_k=top_k, max_batch=max_batch)
     at_least(0, max_queue_delay_us=max_queue_delay_us, threads=threads)
-    require_files([artifact], directories=False)
+    require_files([artifact])
     options = ServeOptions(
         name=name, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
         max_batch=max_batch, max_queue_delay_us=max_queue_delay_us, instances=instances, top_k=top_k,
