@@ -253,8 +253,15 @@ def export_onnx(
 
     latency: dict[str, float] = {}
     if measure_latency:
+        t0 = time.perf_counter()
         latency = _latency_side_by_side(
             reference, session or ort_session(proto), size, batch or 1, warmup=0 if session is not None else 1
+        )
+        seconds["latency"] = time.perf_counter() - t0
+        progress(
+            "latency",
+            f"ORT {latency['onnxruntime']:.1f} ms, torch reference {latency['torch_reference']:.1f} ms "
+            f"at batch {batch or 1} (median of {LATENCY_ROUNDS})",
         )
 
     for key, value in (("family", family), ("img_size", str(size)), ("num_classes", str(manifest.num_classes))):
