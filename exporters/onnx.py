@@ -8,8 +8,9 @@ Pipeline (each stage reported through ``progress``):
 4. graph passes (:mod:`exporters.graph`): constant folding, cleanup, toposort, full check,
    shape inference;
 5. the manifest into ``metadata_props`` and a JSON sidecar;
-6. parity in ONNX Runtime against the original model on several batch sizes; outside tolerance
-   the export fails with :class:`~exporters.validate.ParityError` and nothing is placed.
+6. parity in ONNX Runtime against the original model on several batch sizes (the original runs once,
+   at the largest; :func:`~exporters.validate.check_parity`); outside tolerance the export fails
+   with :class:`~exporters.validate.ParityError` and nothing is placed.
 Files appear atomically: a failed or interrupted export leaves no partial artifact.
 """
 
