@@ -204,7 +204,7 @@ class Server:
             try:
                 self._triton.run()
             except Exception as exc:  # noqa: BLE001 - PyTriton raises client, timeout and runtime errors
-                raise ServingError(f"Triton could not start the models: {_cause(exc)}") from None
+                raise ServingError(f"Triton could not start the models: {_cause(exc)}{self._log_tail()}") from None
         for model in (self.name, self.image_model):  # PyTriton only logs a model that failed to load
             if not self._model_ready(model):
                 raise ServingError(f"model {model} did not load{self._log_tail()}")

@@ -21,15 +21,29 @@ TOP_K = 3
 TIMEOUT_S = 30.0
 
 
-@pytest.fixture(scope="module")
-def server(demo_onnx):
+def start_server(demo_onnx) -> Server:
     http_port, grpc_port, metrics_port = free_ports(3)
     options = ServeOptions(
         name="digits", http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
         max_queue_delay_us=5000, instances=2, top_k=TOP_K, threads=1, exit_timeout_s=1,
     )  # fmt: skip
-    with Server(demo_onnx, options) as running:
+    return Server(demo_onnx, options).start()
+
+
+@pytest.fixture(scope="module")
+def server(demo_onnx):
+    # One start failed in a full run on a loaded 2-core machine (connection refused while PyTriton loaded the
+    # models; not reproduced in isolation or under a CPU burner): the module's one server gets a second try on
+    # fresh ports, saying so, so one flake does not fail the module's 17 tests. A second failure fails them.
+    try:
+        running = start_server(demo_onnx)
+    except ServingError as exc:
+        print(f"server start failed once, retrying on fresh ports: {exc}")
+        running = start_server(demo_onnx)
+    try:
         yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")
