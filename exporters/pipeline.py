@@ -363,7 +363,9 @@ def export(
 
         raise CheckpointError(f"{checkpoint}: no such file")
     plan.check_writable(force=force)
-    keep_fp32 = _check_keep_fp32(checkpoint, tuple(keep_fp32), plan, int8, onnx.trust_pickle)
+    from .variants import check_keep_fp32
+
+    keep_fp32 = check_keep_fp32(checkpoint, tuple(keep_fp32), plan, int8, onnx.trust_pickle)
     labels = list(onnx.labels) if onnx.labels is not None else None
     written: list[Path] = []  # the ONNX files this run finished, in order
     try:
@@ -410,29 +412,6 @@ def export(
     report.removed = removed
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _check_keep_fp32(
-    checkpoint: str | Path, names: tuple[str, ...], plan: ExportPlan, int8: Int8Settings, trust_pickle: bool
-) -> tuple[str, ...]:
-    """Refuse (ExportOptionsError) ``--keep-fp32`` names the model does not have, or nothing to keep them from.
-
-    The checkpoint's architecture gives the names, so a typo costs no export.
-    """
-    if not names:
-        return names
-    if not plan.variants:
-        raise ExportOptionsError("--keep-fp32 keeps blocks of an fp16/int8 variant in fp32: add --precision fp16/int8")
-    if "int8" in plan.variants and int8.target == "cpu-dynamic":
-        raise ExportOptionsError("--keep-fp32 applies to fp16 and static int8 (--int8-target cpu or tensorrt)")
-    from acmix_deploy.checkpoint import read_checkpoint
-
-    from .precision.blocks import keep_names_problem
-
-    spec = read_checkpoint(checkpoint, trust_pickle=trust_pickle).spec
-    if problem := keep_names_problem(spec.family, spec.hparams, names):
-        raise ExportOptionsError(problem)
-    return names
 
 
 def remove_intermediates(plan: ExportPlan, written: Sequence[Path]) -> int:

@@ -22,6 +22,7 @@ from acmix_deploy.manifest import sidecar_path
 
 from .pipeline import (
     ExportOptionsError,
+    ExportPlan,
     Int8Settings,
     OnnxSettings,
     Progress,
@@ -177,4 +178,27 @@ def convert(
     return report
 
 
-__all__ = ["ConvertReport", "convert", "derive_variant", "derive_variants", "plan_convert"]
+def check_keep_fp32(
+    checkpoint: str | Path, names: tuple[str, ...], plan: ExportPlan, int8: Int8Settings, trust_pickle: bool
+) -> tuple[str, ...]:
+    """Refuse (ExportOptionsError) ``--keep-fp32`` names the model does not have, or nothing to keep them from.
+
+    The checkpoint's architecture gives the names, so a typo costs no export.
+    """
+    if not names:
+        return names
+    if not plan.variants:
+        raise ExportOptionsError("--keep-fp32 keeps blocks of an fp16/int8 variant in fp32: add --precision fp16/int8")
+    if "int8" in plan.variants and int8.target == "cpu-dynamic":
+        raise ExportOptionsError("--keep-fp32 applies to fp16 and static int8 (--int8-target cpu or tensorrt)")
+    from acmix_deploy.checkpoint import read_checkpoint
+
+    from .precision.blocks import keep_names_problem
+
+    spec = read_checkpoint(checkpoint, trust_pickle=trust_pickle).spec
+    if problem := keep_names_problem(spec.family, spec.hparams, names):
+        raise ExportOptionsError(problem)
+    return names
+
+
+__all__ = ["ConvertReport", "check_keep_fp32", "convert", "derive_variant", "derive_variants", "plan_convert"]
