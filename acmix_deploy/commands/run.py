@@ -74,7 +74,9 @@ def verify(
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
     images: Annotated[
         list[Path] | None,
-        typer.Option("--image", help="Use these images (repeatable), preprocessed per the first artifact's manifest."),
+        typer.Option(
+            "--image", metavar="FILE", help="Images (repeatable), preprocessed per the first artifact's manifest."
+        ),
     ] = None,
     load_inputs: Annotated[
         Path | None, typer.Option("--load-inputs", help="Use the inputs saved by --save-inputs (.npz): same numbers.")
