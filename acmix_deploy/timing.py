@@ -310,7 +310,7 @@ def compare_speed(
 def speed_verdict(comparison: SpeedComparison, reference: str | None = None) -> str:
     """The one wording of a speed comparison: a verdict only when the ratio is outside the noise.
 
-    With ``reference`` (``"fp32"``): ``1.45x faster than fp32 (noise ±4%)``, ``0.90x, within noise
+    With ``reference`` (``"fp32"``): ``1.45x, faster than fp32 (noise ±4%)``, ``0.90x, within noise
     (±12%) of fp32``. Without it, the short form for a table column: ``1.45x faster``, ``0.90x ±12%``.
     """
     r, noise = comparison.ratio, comparison.noise
