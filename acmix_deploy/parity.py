@@ -80,11 +80,12 @@ class ParityReport:
 
     def describe_errors(self) -> str:
         """``|diff| p50/p90/p99 1.1e-03/3.0e-03/4.3e-03, relative 2.0e-03/...``: the error distribution."""
+        return f"|diff| p50/p90/p99 {format_percentiles(self.abs_error)}, relative {format_percentiles(self.rel_error)}"
 
-        def three(d: dict) -> str:
-            return "/".join(f"{d.get(f'p{q}', float('nan')):.1e}" for q in PERCENTILES)
 
-        return f"|diff| p50/p90/p99 {three(self.abs_error)}, relative {three(self.rel_error)}"
+def format_percentiles(errors: dict, sep: str = "/") -> str:
+    """``1.1e-03/3.0e-03/4.3e-03``: the :data:`PERCENTILES` of an ``abs_error``/``rel_error`` dict (nan if absent)."""
+    return sep.join(f"{errors.get(f'p{q}', float('nan')):.1e}" for q in PERCENTILES)
 
 
 def error_percentiles(reference: np.ndarray, candidate: np.ndarray) -> tuple[dict, dict]:

@@ -27,6 +27,7 @@ from .parity import (
     ParityReport,
     Tolerance,
     compare_outputs,
+    format_percentiles,
     random_inputs,
 )
 from .side_by_side import (
@@ -272,9 +273,7 @@ def format_verify(report: VerifyReport) -> str:
     lines.append(header.rstrip())
     for c in report.comparisons:
         r = c.report
-        spread = [
-            " / ".join(f"{d.get(f'p{q}', math.nan):.1e}" for q in (50, 90, 99)) for d in (r.abs_error, r.rel_error)
-        ]
+        spread = [format_percentiles(d, " / ") for d in (r.abs_error, r.rel_error)]
         lines.append(
             f"  {'PASS' if r.passed else 'FAIL'}  {c.artifact:<34} {'[' + c.precision + ']':<9} {r.max_abs_diff:>9.2e}"
             f" {r.cosine_min:>10.7f} {r.top1_agreement:>6.0%}  {spread[0]:<27}  {spread[1]}"
