@@ -34,6 +34,8 @@ from .pipeline import (
 if TYPE_CHECKING:
     from .precision import PrecisionReport
 
+KEEP_FP32_DYNAMIC = "--keep-fp32 applies to fp16 and static int8 (--int8-target cpu or tensorrt)"
+
 
 def derive_variant(
     precision: str,
@@ -165,7 +167,7 @@ def convert(
     started = time.perf_counter()
     variants = plan_convert(fp32_onnx, output_dir, precision=precision, int8=int8)
     if keep_fp32 and "int8" in variants and int8.target == "cpu-dynamic":
-        raise ExportOptionsError("--keep-fp32 applies to fp16 and static int8 (--int8-target cpu or tensorrt)")
+        raise ExportOptionsError(KEEP_FP32_DYNAMIC)
     source = load_fp32_source(fp32_onnx).path  # refuses a variant, a fixed batch, a foreign ONNX, before any work
     for path in variants.values():
         if path.resolve() == source.resolve():
@@ -190,7 +192,7 @@ def check_keep_fp32(
     if not plan.variants:
         raise ExportOptionsError("--keep-fp32 keeps blocks of an fp16/int8 variant in fp32: add --precision fp16/int8")
     if "int8" in plan.variants and int8.target == "cpu-dynamic":
-        raise ExportOptionsError("--keep-fp32 applies to fp16 and static int8 (--int8-target cpu or tensorrt)")
+        raise ExportOptionsError(KEEP_FP32_DYNAMIC)
     from acmix_deploy.checkpoint import read_checkpoint
 
     from .precision.blocks import keep_names_problem

@@ -77,9 +77,18 @@ def graph_units(
 def describe_valid(units: Sequence[Unit]) -> str:
     """The valid names of ``units`` on one line: stages and blocks in full, branches as a pattern."""
     plain = [u.name for u in units if u.kind != "branch"]
-    branches = sorted({u.name.rsplit(".", 1)[1] for u in units if u.kind == "branch"})
-    text = ", ".join(plain)
-    return text + (f", and <block>.{{{','.join(branches)}}}" if branches else "")
+    return _valid_text(plain, {u.name.rsplit(".", 1)[1] for u in units if u.kind == "branch"})
+
+
+def _valid_text(plain: Sequence[str], branches: Iterable[str]) -> str:
+    """``plain`` names in full, then the branch names as one ``<block>.{...}`` pattern."""
+    shown = sorted(set(branches))
+    return ", ".join(plain) + (f", and <block>.{{{','.join(shown)}}}" if shown else "")
+
+
+def _unknown_names(unknown: Sequence[str], valid: str) -> str:
+    """The one-line refusal of ``--keep-fp32`` names that are no unit, with the valid ones."""
+    return f"unknown --keep-fp32 name(s) {', '.join(map(repr, unknown))}; valid: {valid}"
 
 
 def keep_fp32_nodes(model: onnx.ModelProto, manifest: Manifest, names: Sequence[str]) -> list[str]:
@@ -91,8 +100,7 @@ def keep_fp32_nodes(model: onnx.ModelProto, manifest: Manifest, names: Sequence[
     units = {u.name: u for u in graph_units(model, manifest, distinct=False)}
     unknown = [n for n in names if n not in units]
     if unknown:
-        shown = describe_valid(graph_units(model, manifest))
-        raise PrecisionError(f"unknown --keep-fp32 name(s) {', '.join(map(repr, unknown))}; valid: {shown}")
+        raise PrecisionError(_unknown_names(unknown, describe_valid(graph_units(model, manifest))))
     chosen = {n for name in names for n in units[name].nodes}
     return [n.name for n in model.graph.node if n.name in chosen]
 
@@ -107,12 +115,9 @@ def keep_names_problem(family: str | None, hparams: dict, names: Sequence[str]) 
     unknown = [n for n in names if n not in set(valid)]
     if not unknown:
         return None
-    branches = sorted({n.rsplit(".", 1)[1] for n in valid if n.rsplit(".", 1)[-1] in scopes.BRANCHES})
+    branches = {n.rsplit(".", 1)[1] for n in valid if n.rsplit(".", 1)[-1] in scopes.BRANCHES}
     plain = [n for n in valid if n.rsplit(".", 1)[-1] not in scopes.BRANCHES]
-    return (
-        f"unknown --keep-fp32 name(s) {', '.join(map(repr, unknown))}; valid: {', '.join(plain)}"
-        + (f", and <block>.{{{','.join(branches)}}}" if branches else "")
-    )
+    return _unknown_names(unknown, _valid_text(plain, branches))
 
 
 def parse_keep_fp32(text: str | Sequence[str] | None) -> tuple[str, ...]:
