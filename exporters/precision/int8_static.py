@@ -117,7 +117,6 @@ class Int8Options:
 
 def calibration_images(source, manifest: Manifest, samples: int, seed: int = 0) -> np.ndarray:
     """``samples`` preprocessed images (NCHW float32): from an array, or drawn (seeded) from an image folder."""
-    from acmix_deploy.imagefolder import images_under
     from acmix_deploy.preprocess import preprocess
 
     if isinstance(source, np.ndarray):
@@ -128,12 +127,7 @@ def calibration_images(source, manifest: Manifest, samples: int, seed: int = 0) 
         if not np.issubdtype(source.dtype, np.floating) or not np.isfinite(source).all():
             raise PrecisionError("calibration array must be finite floats (preprocessed images)")
         return np.ascontiguousarray(source[:samples], dtype=np.float32)
-    root = Path(source)
-    if not root.is_dir():
-        raise PrecisionError(f"calibration folder {root} does not exist")
-    files = sorted(images_under(root))  # the files evaluate would see, in a fixed order
-    if not files:
-        raise PrecisionError(f"no images under {root}")
+    files = folder_files(source, "calibration")  # the files evaluate would see, in a fixed order
     order = np.random.default_rng(seed).permutation(len(files))[:samples]  # class folders are sorted: mix them
     return preprocess([files[i] for i in sorted(order)], manifest.preprocessing)
 
