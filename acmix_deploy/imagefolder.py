@@ -1,7 +1,7 @@
 """Image folders with one sub-folder per class (ImageNet's validation layout), read once for everyone.
 
 The layout is the one torchvision's ``ImageFolder`` reads: ``root/<class>/<image>``, class index =
-position of the folder name in sorted order (or in a ``class_names`` list given instead), images
+position of the folder name in sorted order, images
 found recursively under each class folder with the usual extensions. ``evaluate``, the precision
 checks (``export --eval-data``) and the int8 calibration reader all index folders here, so they
 agree on what a folder holds; :func:`index_for_model` places the folders among a model's classes
@@ -32,7 +32,7 @@ __all__ = ["EvaluationError", "ImageFolderIndex", "images_under", "index_for_mod
 class ImageFolderIndex:
     """The images of a class-per-folder tree: ``samples[i] = (path, class index)``.
 
-    ``classes`` are the folder names in sorted order (or ``class_names``); for an index placed
+    ``classes`` are the folder names in sorted order; for an index placed
     among a model's classes (:func:`index_for_model`), every class of the model, and ``match``
     says which folder holds which.
     """
@@ -43,29 +43,21 @@ class ImageFolderIndex:
     match: ClassMatch | None = None
 
 
-def index_image_folder(root: str | Path, class_names: Sequence[str] | None = None) -> ImageFolderIndex:
-    """List the images under ``root/<class>/``; class index = sorted folder order or ``class_names`` order.
+def index_image_folder(root: str | Path) -> ImageFolderIndex:
+    """List the images under ``root/<class>/``; class index = sorted folder order.
+
+    Placing folders among a model's classes (class names, WordNet ids, class maps) is
+    :func:`index_for_model`'s job (:mod:`acmix_deploy.classmap`).
 
     Raises:
-        EvaluationError: ``root`` missing or not a directory, no class folders, no images, folders
-            not in ``class_names``, or duplicate names in ``class_names``.
+        EvaluationError: ``root`` missing or not a directory, no class folders, or no images.
     """
     root = Path(root)
     if not root.exists():
         raise EvaluationError(f"{root}: no such directory")
     if not root.is_dir():
         raise EvaluationError(f"{root}: not a directory (expected one sub-folder per class)")
-    folders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
-    if class_names is None:
-        classes = folders
-    else:
-        classes = [str(name) for name in class_names]
-        if len(set(classes)) != len(classes):
-            raise EvaluationError("class_names contains duplicate names")
-        unknown = sorted(set(folders) - set(classes))
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise EvaluationError(f"{root}: {len(unknown)} folder(s) not in class_names: {shown}")
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
     if not classes:
         raise EvaluationError(f"{root}: no class folders (expected {root}/<class>/<image> files)")
     samples: list[tuple[Path, int]] = []
