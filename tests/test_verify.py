@@ -87,3 +87,27 @@ def test_the_precision_table_restates_the_exporters_bounds():
 
     assert PRECISION_TOLERANCES["mixed"] == PRECISION_TOLERANCES["fp16"] == FP16_TOLERANCE
     assert PRECISION_TOLERANCES["int8"] == INT8_TOLERANCE
+
+
+@pytest.mark.parametrize("order", ["onnx first", "checkpoint first"])
+def test_no_artifact_metadata_is_read_ahead_of_its_runner(small_artifacts, monkeypatch, order):
+    """The input size checkpoints run at comes from the loaded runners, not from an extra manifest read.
+
+    Before, the first ONNX's metadata was parsed three times (input size, runner, precision record);
+    now once by its runner and once for its precision record (``side_by_side.recorded_precision``
+    takes a path), whichever position it holds.
+    """
+    from acmix_deploy.manifest import reader
+
+    reads: list[str] = []
+    real = reader.read_onnx_metadata
+
+    def counted(path):
+        reads.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(reader, "read_onnx_metadata", counted)
+    onnx_path, ckpt = small_artifacts["onnx"], small_artifacts["checkpoint"]
+    artifacts = [onnx_path, ckpt] if order == "onnx first" else [ckpt, onnx_path]
+    report = verify(artifacts, batch=2)
+    assert report.passed and reads.count(str(onnx_path)) == 2 and len(reads) == 2
