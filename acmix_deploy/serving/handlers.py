@@ -67,6 +67,14 @@ def _as_bytes(item) -> bytes:
     raise RequestError(f"expected encoded image bytes, got {type(item).__name__}")
 
 
+def capped_top_k(top_k: int, num_classes: int) -> int:
+    """The classes the image model returns per image: ``top_k``, at most the model's class count (at least 1).
+
+    One rule for what is answered, the output shapes bound and what ``serve`` prints.
+    """
+    return max(1, min(top_k, num_classes))
+
+
 class ImagesModel:
     """``image`` BYTES (N, 1) -> ``label``/``probability``/``index`` (N, K), as ``Predictor.predict``.
 
@@ -78,7 +86,7 @@ class ImagesModel:
 
     def __init__(self, predictor: Predictor, top_k: int) -> None:
         self.predictor = predictor
-        self.top_k = max(1, min(top_k, predictor.manifest.num_classes))
+        self.top_k = capped_top_k(top_k, predictor.manifest.num_classes)
 
     def __call__(self, requests: Sequence) -> list[dict[str, np.ndarray]]:
         return [self._one(request[IMAGE_INPUT]) for request in requests]

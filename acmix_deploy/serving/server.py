@@ -33,7 +33,7 @@ from acmix_deploy.predictor import Predictor
 
 from .environment import require_pytriton, server_environment
 from .errors import ServingError
-from .handlers import IMAGE_INPUT, LOGITS_INPUT, LOGITS_OUTPUT, ImagesModel, LogitsModel
+from .handlers import IMAGE_INPUT, LOGITS_INPUT, LOGITS_OUTPUT, ImagesModel, LogitsModel, capped_top_k
 
 IMAGES_SUFFIX = "_images"
 TOKEN_HEADER = "triton-access-token"
@@ -176,7 +176,7 @@ class Server:
             config=config, security_config=TritonSecurityConfig(restricted_endpoints=RESTRICTED_ENDPOINTS)
         )
         size, classes = predictor.manifest.img_size, predictor.manifest.num_classes
-        k = max(1, min(o.top_k, classes))
+        k = capped_top_k(o.top_k, classes)
         self._triton.bind(
             model_name=self.name,
             infer_func=[LogitsModel(predictor) for _ in range(o.instances)],
@@ -255,12 +255,13 @@ class Server:
     def describe(self) -> list[str]:
         """The lines ``serve`` prints once ready: endpoints, then the models and how they batch."""
         o, e = self.options, self.endpoints
+        k = capped_top_k(o.top_k, self.predictor.manifest.num_classes)  # what the image model answers
         return [
             f"HTTP     {e['http']}/v2/models/{{{self.name},{self.image_model}}}/infer",
             f"gRPC     {e['grpc']}",
             f"metrics  {e['metrics']}",
             f"ready: {self.name} (input [N,3,{self.predictor.manifest.img_size},{self.predictor.manifest.img_size}]"
-            f" -> logits) and {self.image_model} (encoded images -> top {o.top_k}); max batch {self.max_batch},"
+            f" -> logits) and {self.image_model} (encoded images -> top {k}); max batch {self.max_batch},"
             f" queue delay {o.max_queue_delay_us} us, {o.instances} instance(s), {self.predictor.runner.describe()}",
         ]
 

@@ -268,3 +268,17 @@ def test_statistics_are_open_but_model_control_needs_the_token(server):
         assert response.status == 200
     with http_client(server) as client:
         assert_ready_and_answering(client)
+
+
+def test_describe_prints_the_top_k_the_image_model_answers(demo_onnx):
+    """Ten digit classes and --top-k 50: the image model answers 10 per image, and the ready line says 10."""
+    server = Server(demo_onnx, ServeOptions(name="digits", top_k=50))
+    server.predictor = server._load_predictor()  # what start() loads before Triton; no server needed here
+    try:
+        ready = server.describe()[-1]
+        assert "(encoded images -> top 10)" in ready and "top 50" not in ready
+        capped = Server(demo_onnx, ServeOptions(name="digits", top_k=TOP_K))
+        capped.predictor = server.predictor
+        assert f"(encoded images -> top {TOP_K})" in capped.describe()[-1]
+    finally:
+        server.stop()
