@@ -27,8 +27,16 @@ LEVEL_CHOICES = ("stage", "block", "branch")  # exporters.precision.blocks.LEVEL
 def sensitivity(
     artifact: Annotated[Path, typer.Argument(help="An fp32 ONNX from export, or a checkpoint (exported first).")],
     precision: Annotated[Literal["fp16", "int8"], typer.Option(help="The precision to debug.")] = "fp16",
-    data: Annotated[Path | None, typer.Option(help="Images the errors are measured on (default: --calib's).")] = None,
-    calib: Annotated[Path | None, typer.Option(help="int8: calibration images (folder).")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Images the errors are measured on (default: int8: the share of --calib held out of "
+            "calibration; fp16: --calib's images, else random inputs)."
+        ),
+    ] = None,
+    calib: Annotated[
+        Path | None, typer.Option(help="int8: calibration images (folder; without --data, split in two).")
+    ] = None,
     samples: Annotated[int, typer.Option(help="Images measured on.")] = 32,
     calib_samples: Annotated[int, typer.Option(help="int8: calibration images used.")] = 64,
     seed: Annotated[int, typer.Option(help="Which images are drawn (the ranking depends on nothing else).")] = 0,

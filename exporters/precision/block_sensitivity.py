@@ -3,7 +3,8 @@
 Tools that bisect a graph answer "run the first 1301 layers in higher precision". This pass asks
 in the model's own terms instead (the units of :mod:`.blocks`: ``layer3.0``,
 ``layer3.0.attention``, ``stem/head``, the names ``profile`` prints). For each unit it measures,
-against the fp32 ONNX on the same inputs (logit max abs error, cosine, top-1 agreement):
+against the fp32 ONNX on the same inputs (logit max abs error, cosine, top-1 agreement; int8
+without ``data`` on images of ``calib`` its calibration never read: the held-out rule of :mod:`.common`):
 
 * **kept**: everything reduced except that unit (an fp32 island in an fp16 or int8 model): how
   much error keeping it in fp32 removes. This direction ranks the units.
@@ -99,13 +100,14 @@ class SensitivityReport:
     keep_error: Error | None  # the keep list in fp32, the rest reduced
     speed: dict = field(default_factory=dict)
     seconds: float = 0.0
+    held_out: dict | None = None  # int8 without data: the calibration split the measured images come from
 
     def to_dict(self) -> dict:
         return {
             "precision": self.precision, "source": self.source, "inputs": self.inputs,
             "fully_reduced": self.full.to_dict(), "units": [u.to_dict(self.full) for u in self.units],
             "keep_fp32": self.keep, "keep_fp32_error": self.keep_error.to_dict() if self.keep_error else None,
-            "speed": self.speed, "seconds": round(self.seconds, 3),
+            "speed": self.speed, "seconds": round(self.seconds, 3), "held_out": self.held_out,
         }  # fmt: skip
 
     def table(self) -> str:
@@ -165,15 +167,34 @@ class _Reducer:
         return self._quantizer.quantize(sorted(keep)).model
 
 
-def _inputs(source: Fp32Source, data, calib, samples: int, seed: int) -> tuple[np.ndarray, str]:
-    """The measured inputs: ``samples`` images of ``data`` (else of ``calib``), else seeded random ones."""
-    from .int8_static import calibration_images
+def _images(
+    source: Fp32Source, precision: str, data, calib, samples: int, calib_samples: int, seed: int
+) -> tuple[np.ndarray, str, np.ndarray | None, dict | None]:
+    """The measured inputs, their description, the int8 calibration images and where held-out inputs came from.
 
+    int8 is never measured on images it was calibrated on (the held-out rule of :mod:`.common`):
+    without ``data`` the calibration source is split as export's int8 check splits it
+    (:func:`.int8_static.split_calibration`): calibration reads ``calib_samples`` of the kept share,
+    and ``samples`` of the held-out share (a seeded draw) are measured. fp16 calibrates nothing, so
+    it is measured on ``data``, else ``calib``'s images, else seeded standard-normal inputs.
+    """
+    from .int8_static import calibration_images, split_calibration
+
+    if precision == "int8" and data is None:
+        images, heldout = split_calibration(calib, source.manifest, calib_samples, seed=seed)
+        pick = np.sort(np.random.default_rng(seed).permutation(len(heldout.images))[:samples])
+        described = (
+            f"{len(pick)} of the {len(heldout.images)} images of {Path(calib).name} held out of calibration "
+            f"(of {heldout.of}; seed {seed})"
+        )
+        return heldout.images[pick], described, images, heldout.record()
+    images = calibration_images(calib, source.manifest, calib_samples, seed=seed) if precision == "int8" else None
     folder = data if data is not None else calib
     if folder is not None:
         x = calibration_images(folder, source.manifest, samples, seed=seed)
-        return x, f"{len(x)} images of {Path(folder).name} (seed {seed})"
-    return random_inputs(samples, source.manifest.img_size, seed), f"{samples} standard-normal inputs (seed {seed})"
+        return x, f"{len(x)} images of {Path(folder).name} (seed {seed})", images, None
+    x = random_inputs(samples, source.manifest.img_size, seed)
+    return x, f"{samples} standard-normal inputs (seed {seed})", images, None
 
 
 def _island_ms(full_run, kept_run, x1: np.ndarray, rounds: int) -> tuple[float | None, float | None]:
@@ -238,9 +259,12 @@ def block_sensitivity(
     Args:
         artifact: an fp32 acmix-deploy ONNX, or a checkpoint (exported first, into a temporary folder).
         precision: ``"fp16"`` or ``"int8"`` (static, calibrated on ``calib``).
-        data: an image folder the errors are measured on (``samples`` images drawn with ``seed``);
-            default ``calib``'s images, else seeded standard-normal inputs (fp16 only).
-        calib: int8 calibration images (a folder; ``calib_samples`` drawn).
+        data: an image folder the errors are measured on (``samples`` images drawn with ``seed``).
+            Without it, int8 splits ``calib`` as export's int8 check does and is measured on
+            images of the share calibration never reads; fp16 on ``calib``'s images, else on
+            seeded standard-normal inputs.
+        calib: int8 calibration images (a folder; ``calib_samples`` drawn, from the kept share
+            when there is no ``data``).
         samples, calib_samples, seed: how many images are measured / calibrated on, and the draw.
         levels: which of ``stage``, ``block``, ``branch`` to rank.
         alone: also measure each unit reduced alone (the rest fp32): one more conversion per unit.
@@ -266,12 +290,7 @@ def block_sensitivity(
         raise PrecisionError("samples and calib_samples must be >= 1, timing_rounds and max_keep >= 0")
     with ExitStack() as stack:
         source = _open_source(artifact, stack, img_size, trust_pickle)
-        x, described = _inputs(source, data, calib, samples, seed)
-        images = None
-        if precision == "int8":
-            from .int8_static import calibration_images
-
-            images = calibration_images(calib, source.manifest, calib_samples, seed=seed)
+        x, described, images, held_out = _images(source, precision, data, calib, samples, calib_samples, seed)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="acmix-sensitivity.")))
         reduce = _Reducer(precision, source, images, int8_target, workdir)
         units = graph_units(reduce.graph, source.manifest, levels)
@@ -316,6 +335,7 @@ def block_sensitivity(
         keep=[u.unit.name for u in chosen],
         keep_error=keep_error,
         speed=speed,
+        held_out=held_out,
         seconds=time.perf_counter() - started,
     )
 

@@ -103,6 +103,42 @@ def test_int8_keep_one_in_float_ranks_and_keep_fp32_excludes_those_nodes(digits,
     assert manifest.kept_fp32 == keep and manifest.precision == "int8"
 
 
+def test_int8_without_data_is_measured_on_images_calibration_never_read(digits, tmp_path):
+    """No --data: the calibration folder is split as export's int8 check splits it (split_calibration).
+
+    The fully int8 error the report gives is the one of a model calibrated on the kept share, measured
+    on the held-out share (here all 4 of 20 images): never on an image calibration read.
+    """
+    import shutil
+
+    import numpy as np
+
+    from acmix_deploy.exporters.precision import split_calibration
+    from acmix_deploy.exporters.precision.int8_static import Int8Options, StaticQuantizer
+
+    calib = tmp_path / "calib"
+    for name in ("0", "1", "2", "3", "4"):
+        (calib / name).mkdir(parents=True)
+        for image in sorted((digits["train"] / name).iterdir())[:4]:
+            shutil.copy(image, calib / name / image.name)
+    report = block_sensitivity(digits["onnx"], "int8", calib=calib, calib_samples=8, **FAST)
+    source = load_fp32_source(digits["onnx"])
+    images, heldout = split_calibration(calib, source.manifest, 8, seed=0)
+    assert len(images) == 8 and len(heldout.images) == 4
+    flat = {row.tobytes() for row in images}
+    assert not any(row.tobytes() in flat for row in heldout.images)
+    work = tmp_path / "work"
+    work.mkdir()
+    quantized = StaticQuantizer(source, images, Int8Options(samples=8, sensitivity=False), work).quantize([]).model
+    expected = Error.between(run_batched(source.run, heldout.images),
+                             run_batched(cpu_runner(quantized), heldout.images))  # fmt: skip
+    assert report.full.max_abs == pytest.approx(expected.max_abs, rel=1e-6)
+    assert report.full.cosine_min == pytest.approx(expected.cosine_min, rel=1e-6)
+    assert np.isfinite(report.full.max_abs) and report.held_out == heldout.record()
+    assert report.inputs.startswith("4 of the 4 images of calib held out of calibration (of 20; seed 0)")
+    assert report.to_dict()["held_out"] == {"source": "calibration split", "where": str(calib), "images": 4, "of": 20}
+
+
 def test_unknown_names_are_refused_in_one_line(digits, tmp_path):
     with pytest.raises(PrecisionError, match=r"unknown --keep-fp32 name\(s\) 'layer9\.0'; valid: stem/head, layer1"):
         to_fp16(digits["onnx"], tmp_path / "x.onnx", keep_fp32=["layer9.0"])
