@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python scripts/bench_floor.py [--models acmix_resnet50,acmix_swin_tiny] [--batches 1,8]
         [--rounds 7] [--threads 2] [--onnx MODEL[:TAG]=PATH ...] [--keep DIR] [--json out.json]
-        [--compare] [--bound] [--branches]
+        [--compare] [--bound] [--isolated] [--branches]
 
 The floor of a model is its convolution + matrix-multiply work (MACs as ``acmix-deploy models``
 counts them, times the batch) at the best fp32 rate this machine reaches: a 2048³ MatMul in
@@ -24,6 +24,10 @@ over the floor is a lower bound on the ratio that no rewrite of the other operat
 LayerNormalization, GELU) gives a second, tighter bound. Per GEMM shape it prints the achieved GFLOP/s against the
 2048³ rate, so it shows which shapes run below the probe's rate and by how much.
 
+``--isolated`` measures the same bound without the profiler (which slows every kernel it records,
+most visibly at batch 1): the GEMM kernels are cut out of the graph ORT optimised and timed on their
+own, unprofiled, interleaved with the full model and the GEMM probe (``scripts/isolated_bound.py``).
+
 ``--branches`` profiles every candidate in the same interleaved rounds (one profiled run of each
 per round) and folds kernel time onto ACmix branches as ``acmix-deploy profile`` names them, so a
 before/after comparison per branch sees the same load (``profile`` runs one model at a time).
@@ -43,6 +47,8 @@ import torch
 from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from isolated_bound import isolated_candidates
 
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
@@ -209,6 +215,30 @@ def print_bound(r: dict, top: int) -> None:
         )
 
 
+def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
+    """Full model vs its GEMM kernels alone (and with the required kernels), unprofiled, with the probe."""
+    gemm, gemm_feed = gemm_probe(threads)
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    session = ort_session(path, threads=threads)
+    candidates = {"probe": lambda: gemm.run(None, gemm_feed), "model": lambda: session.run(None, {"input": x})}
+    candidates.update(isolated_candidates(path, batch, threads))
+    stats = time_interleaved(candidates, rounds=rounds, warmup=1)
+    gflops = 2 * GEMM_N**3 / (stats["probe"].p50 / 1000) / 1e9
+    floor_ms = 2 * count_macs(name.split(":")[0], 224) * batch / (gflops * 1e9) * 1000
+    row = {"model": name, "batch": batch, "gemm_gflops": gflops, "floor_ms": floor_ms}
+    for label in ("model", "dense", "gemm", "gemm+required"):
+        row[f"{label}_ms"] = stats[label].p50
+        row[f"{label}_ratio"] = stats[label].p50 / floor_ms
+    print(
+        f"{name} batch {batch}: floor {floor_ms:.1f} ms at {gflops:.0f} GFLOP/s; model {row['model_ms']:.1f} ms "
+        f"({row['model_ratio']:.2f}x); dense GEMM kernels {row['dense_ms']:.1f} ms ({row['dense_ratio']:.2f}x); "
+        f"GEMM kernels alone {row['gemm_ms']:.1f} ms ({row['gemm_ratio']:.2f}x); "
+        f"+ Softmax, LayerNorm, GELU {row['gemm+required_ms']:.1f} ms ({row['gemm+required_ratio']:.2f}x)",
+        flush=True,
+    )
+    return row
+
+
 def _node_index(path: Path) -> dict[str, tuple[str, int]]:
     """ONNX node name and output names -> (op, group), to classify profiler kernels."""
     model = onnx.load(str(path), load_external_data=False)
@@ -287,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="instead of latency: profile each model and report its GEMM kernels' time against the floor",
     )
+    parser.add_argument(
+        "--isolated",
+        action="store_true",
+        help="instead of latency: time the model's GEMM kernels cut out of its optimised graph, unprofiled",
+    )
     parser.add_argument("--top", type=int, default=12, help="--bound: GEMM shapes listed per model")
     parser.add_argument(
         "--branches",
@@ -326,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
                 for m in models:
                     rows.append(bound(m, paths[m], batch, args.rounds, args.threads))
                     print_bound(rows[-1], args.top)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=2))
+            return 0
+        if args.isolated:
+            rows = [isolated(m, paths[m], b, args.rounds, args.threads) for b in batches for m in models]
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=2))
             return 0

@@ -41,3 +41,56 @@ def test_bench_int8_kernels_prints_every_shape():
     proc = _run("scripts/bench_int8_kernels.py", "--rounds", "1", "--batches", "1")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("x\n") >= 14 and "time-weighted" in proc.stdout
+
+
+def test_isolated_bound_cuts_the_gemm_kernels_out_of_the_optimised_graph(tmp_path):
+    """The dense / all-GEMM / with-required graphs keep exactly their kernels, keep edges, and run."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from isolated_bound import GEMM_KERNELS, REQUIRED_KERNELS, isolated_candidates, kernels_only, optimized_graph
+
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3), dtype=np.float32), "w_dense"),
+        numpy_helper.from_array(rng.standard_normal((16, 16, 1, 1), dtype=np.float32), "w_dense2"),
+        numpy_helper.from_array(rng.standard_normal((16, 4, 3, 3), dtype=np.float32), "w_grouped"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w_dense"], ["a"], name="dense", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["b"], name="relu"),
+        helper.make_node("Conv", ["b", "w_dense2"], ["c"], name="dense2"),
+        helper.make_node("Conv", ["c", "w_grouped"], ["d"], name="grouped", pads=[1, 1, 1, 1], group=4),
+        helper.make_node("MatMul", ["d", "d"], ["e"], name="attention"),  # two activations: not dense
+        helper.make_node("Softmax", ["e"], ["out"], name="softmax", axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16, 224, 224])],
+        weights,
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+    model, shapes = optimized_graph(path, 1, 1, tmp_path)
+    kept = {}
+    for label, keep, dense in (("dense", GEMM_KERNELS, True), ("gemm", GEMM_KERNELS, False),
+                               ("required", GEMM_KERNELS + REQUIRED_KERNELS, False)):  # fmt: skip
+        sub, inputs, outputs = kernels_only(model, shapes, keep, dense_only=dense)
+        kept[label] = sorted(n.op_type for n in sub.graph.node)
+        assert all(n.op_type in keep for n in sub.graph.node)
+        if label == "dense":
+            # the two dense convs stay chained: only the first one reads a graph input
+            assert len(inputs) == 1 and len(outputs) == 1
+    assert len(kept["dense"]) == 2
+    assert len(kept["gemm"]) == 4 and "MatMul" in kept["gemm"]
+    assert kept["required"] == sorted([*kept["gemm"], "Softmax"])
+    calls = isolated_candidates(path, 1, 1)
+    assert sorted(calls) == ["dense", "gemm", "gemm+required"]
+    for call in calls.values():
+        call()

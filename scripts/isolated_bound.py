@@ -1,0 +1,151 @@
+"""The GEMM kernels of a model's optimised ORT graph, run on their own and unprofiled: a bound on its ratio.
+
+Used by ``scripts/bench_floor.py --isolated``. Why it exists: ``--bound`` sums kernel times from
+ONNX Runtime's node profiler, which also slows every kernel it records (a small model's profiled
+run takes twice its unprofiled time). That inflation is small against the big kernels of batch 8
+but not at batch 1, so a bound read off the profiler could be too high. Here the GEMM kernels
+(and, in a second graph, the kernels the math needs in any graph: Softmax, LayerNorm, GELU) are
+cut out of the very graph ONNX Runtime runs and timed as a model of their own, without the
+profiler, interleaved with the full model and the GEMM probe.
+
+How: one profiled run of the full model gives every kernel's input and output shapes; the same
+session saves its optimised graph (NCHWc convolutions, fused Conv+activation, MatMul+transpose
+fusions: exactly the kernels that ran). The kept nodes keep their edges to each other (a conv
+chain in NCHWc stays a chain, so its inputs are as warm in cache as in the model); an input whose
+producer was dropped becomes a graph input with its recorded shape, fed once, and every output no
+kept node reads is bound to a buffer allocated once, so the timed call does no copies of its own.
+The graph is loaded with graph optimisation off: the kernels are already the optimised ones.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Container, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from acmix_deploy.runtimes.onnxruntime import ort_session
+
+GEMM_KERNELS = ("Conv", "FusedConv", "MatMul", "FusedMatMul", "Gemm")
+REQUIRED_KERNELS = ("Softmax", "LayerNormalization", "SkipLayerNormalization", "Gelu", "BiasGelu")
+
+
+def _kernel_shapes(events: list[dict]) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
+    """Node name -> (input shapes, output shapes), from one profiled run."""
+    shapes: dict[str, tuple[list[list[int]], list[list[int]]]] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        args = e.get("args", {})
+        ins = [next(iter(d.values())) for d in args.get("input_type_shape", [])]
+        outs = [next(iter(d.values())) for d in args.get("output_type_shape", [])]
+        shapes[e["name"].removesuffix("_kernel_time")] = (ins, outs)
+    return shapes
+
+
+def optimized_graph(path: Path, batch: int, threads: int, workdir: Path) -> tuple[onnx.ModelProto, dict]:
+    """The graph ONNX Runtime runs for ``path`` (saved by the session) and its kernels' shapes."""
+    optimized = workdir / "optimized.onnx"
+    session = ort_session(path, threads=threads, profile_prefix=workdir / "shapes", optimized_model_path=optimized)
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    session.run(None, {"input": x})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    return onnx.load(str(optimized)), _kernel_shapes(events)
+
+
+def is_dense(node: onnx.NodeProto, initializers: Container[str]) -> bool:
+    """A convolution with one group or a MatMul/Gemm against a weight: work any exact graph of the model does.
+
+    The rest of the GEMM kernels (batched MatMuls of two activations: window attention; grouped
+    convolutions: the conv branch) are where the deploy forms differ, in shape and in wasted work.
+    """
+    if node.op_type in ("Conv", "FusedConv"):
+        return next((a.i for a in node.attribute if a.name == "group"), 1) == 1
+    return node.op_type in ("MatMul", "FusedMatMul", "Gemm") and any(i in initializers for i in node.input[1:2])
+
+
+def kernels_only(
+    model: onnx.ModelProto, shapes: dict, keep: Sequence[str], *, dense_only: bool = False
+) -> tuple[onnx.ModelProto, dict, dict]:
+    """A model of the nodes whose op is in ``keep``; returns it, its input shapes and its output shapes.
+
+    ``dense_only``: of the GEMM kernels, keep only the dense ones (:func:`is_dense`).
+    Raises ValueError when a kept node ran without recorded shapes (it would be timed on guesses).
+    """
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    nodes = [
+        n
+        for n in graph.node
+        if n.op_type in keep and not (dense_only and n.op_type in GEMM_KERNELS and not is_dense(n, initializers))
+    ]
+    produced = {out for n in nodes for out in n.output}
+    consumed: set[str] = set()
+    inputs: dict[str, list[int]] = {}
+    outputs: dict[str, list[int]] = {}
+    for node in nodes:
+        if node.name not in shapes:
+            raise ValueError(f"no recorded shapes for kernel {node.name!r} ({node.op_type})")
+        in_shapes, out_shapes = shapes[node.name]
+        for i, name in enumerate(node.input):
+            if not name or name in initializers:
+                continue
+            consumed.add(name)
+            if name not in produced:
+                inputs.setdefault(name, in_shapes[i])
+        for name, shape in zip(node.output, out_shapes, strict=False):
+            outputs[name] = shape
+    dangling = {name: shape for name, shape in outputs.items() if name not in consumed}
+    used = {name for n in nodes for name in n.input}
+    sub = helper.make_graph(
+        nodes,
+        "kernels",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in dangling.items()],
+        [t for name, t in initializers.items() if name in used],
+    )
+    out = helper.make_model(sub, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    return out, inputs, dangling
+
+
+def bound_runner(model: onnx.ModelProto, inputs: dict, outputs: dict, threads: int) -> Callable[[], None]:
+    """A call that runs ``model`` on fixed inputs into fixed output buffers (no allocation, no copy)."""
+    import onnxruntime as ort
+
+    session = ort_session(model, threads=threads, optimization="disable")
+    rng = np.random.default_rng(0)
+    binding = session.io_binding()
+    for name, shape in inputs.items():
+        value = ort.OrtValue.ortvalue_from_numpy(rng.standard_normal(shape, dtype=np.float32))
+        binding.bind_ortvalue_input(name, value)
+    for name, shape in outputs.items():
+        binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(np.empty(shape, dtype=np.float32)))
+
+    def run() -> None:
+        session.run_with_iobinding(binding)
+
+    run()
+    return run
+
+
+def isolated_candidates(path: Path, batch: int, threads: int) -> dict[str, Callable[[], None]]:
+    """Three graphs cut from the model's optimised graph, each a call on fixed buffers.
+
+    ``dense``: the dense GEMM kernels (:func:`is_dense`), which every exact graph of the model runs;
+    ``gemm``: every GEMM kernel; ``gemm+required``: with Softmax, LayerNorm and GELU too.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        model, shapes = optimized_graph(path, batch, threads, Path(tmp))
+    out = {}
+    for label, keep, dense in (
+        ("dense", GEMM_KERNELS, True),
+        ("gemm", GEMM_KERNELS, False),
+        ("gemm+required", GEMM_KERNELS + REQUIRED_KERNELS, False),
+    ):
+        sub, inputs, outputs = kernels_only(model, shapes, keep, dense_only=dense)
+        out[label] = bound_runner(sub, inputs, outputs, threads)
+    return out
