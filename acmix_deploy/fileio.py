@@ -27,14 +27,32 @@ class OutputExistsError(AcmixDeployError):
     """The destination exists and ``force`` was not given."""
 
 
-def check_writable(path: str | Path, *, force: bool) -> Path:
-    """Validate a destination before any expensive work: parent writable, no clobbering without force."""
+class LinkedDestinationError(AcmixDeployError):
+    """The destination (or, where refused, the folder it goes into) is a symbolic link."""
+
+
+def check_writable(path: str | Path, *, force: bool, linked_folder_ok: bool = True) -> Path:
+    """Validate a destination before any expensive work: parent writable, no clobbering without force.
+
+    A destination that is a symbolic link is refused, ``force`` or not: replacing it would either
+    write through the link (somewhere the user did not name) or swap the link for a file, and
+    neither is what was asked. ``linked_folder_ok=False`` refuses a destination folder that is a
+    link too (``export -o DIR``: the files would land in whatever DIR points to).
+    """
     path = Path(path)
+    if path.is_symlink():
+        raise LinkedDestinationError(
+            f"{path} is a symbolic link: refusing to write through it (remove it or pick another path)"
+        )
+    parent = path.parent if str(path.parent) else Path(".")
+    if not linked_folder_ok and parent.is_symlink():
+        raise LinkedDestinationError(
+            f"cannot write {path}: folder {parent} is a symbolic link (give the folder it points to)"
+        )
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists (use --force to overwrite)")
     if path.is_dir():
         raise AcmixDeployError(f"{path} is a directory, expected a file path")
-    parent = path.parent if str(path.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise AcmixDeployError(f"cannot write {path}: {parent} is not a directory")
     if parent.exists() and not os.access(parent, os.W_OK):
@@ -114,8 +132,8 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        if path.exists() and not force:  # something appeared meanwhile: still never clobber
-            raise OutputExistsError(f"{path} already exists (use --force to overwrite)")
+        if path.is_symlink() or (path.exists() and not force):  # appeared meanwhile: still never clobber
+            check_writable(path, force=force)
         # Set on the path, just before the rename: some writers recreate the temporary by name.
         os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)

@@ -138,11 +138,11 @@ class ExportPlan:
         return [p for f in self.onnx_files() for p in (f, sidecar_path(f))]
 
     def check_writable(self, *, force: bool) -> None:
-        """Refuse (OutputExistsError) before any work when an output exists and ``force`` is not set."""
+        """Refuse before any work an output that exists without ``force``, or that is (or is in) a symbolic link."""
         from acmix_deploy.fileio import check_writable
 
         for path in self.outputs():
-            check_writable(path, force=force)
+            check_writable(path, force=force, linked_folder_ok=False)
 
 
 def artifact_stem(path: str | Path) -> str:

@@ -102,6 +102,11 @@ def test_resnet_input_size_recorded_by_init_is_used_by_export(tmp_path):
         (("export", "x.pth", "--batch", "4", "--precision", "fp16"), 2, "dynamic-batch"),
         (("export", "x.pth", "--format", "engine", "--precision", "int8", "--calib", "."), 2, "--int8-target tensorrt"),
         (("frobnicate",), 2, "No such command"),
+        (
+            ("sensitivity", "x.onnx", "--level", "stage,leaves"),
+            2,
+            "error: --level: unknown level(s) 'leaves'; choose one or more of stage, block, branch",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(tmp_path, args, code, fragment):
@@ -619,3 +624,12 @@ def test_export_to_a_file_name_writes_that_file_and_inspect_refuses_a_folder(tmp
     for args in (["predict", str(folder), str(image)], ["verify", str(target), str(folder)], ["benchmark", str(folder)],
                  ["profile", str(folder)], ["evaluate", str(folder), "--data", str(tmp_path)]):  # fmt: skip
         assert_one_line_error(inproc(*args), 1, "is a directory, expected a file")
+
+
+def test_export_into_a_symlinked_folder_is_a_one_line_refusal(small_artifacts, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").symlink_to(elsewhere, target_is_directory=True)
+    proc = inproc("export", str(small_artifacts["checkpoint"]), "-o", str(tmp_path / "out"), "--force")
+    assert_one_line_error(proc, 1, "is a symbolic link")
+    assert not list(elsewhere.iterdir())

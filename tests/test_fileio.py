@@ -70,3 +70,21 @@ def test_failed_write_leaves_nothing(tmp_path):
         tmp.write_bytes(b"half")
         raise RuntimeError("writer died")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_linked_destination_is_refused_force_or_not_and_regular_files_keep_force(tmp_path):
+    from acmix_deploy.fileio import LinkedDestinationError
+
+    target = tmp_path / "target.bin"
+    target.write_bytes(b"theirs")
+    (tmp_path / "link.bin").symlink_to(target)
+    for force in (False, True):
+        with pytest.raises(LinkedDestinationError, match="symbolic link"):
+            atomic_write_bytes(tmp_path / "link.bin", b"mine", force=force)
+    assert target.read_bytes() == b"theirs" and (tmp_path / "link.bin").is_symlink()
+    with pytest.raises(OutputExistsError):
+        atomic_write_bytes(target, b"mine")
+    atomic_write_bytes(target, b"mine", force=True)
+    assert target.read_bytes() == b"mine"
+    (tmp_path / "linked").symlink_to(tmp_path, target_is_directory=True)
+    assert atomic_write_bytes(tmp_path / "linked" / "new.bin", b"x") == tmp_path / "linked" / "new.bin"  # folders: ok

@@ -191,3 +191,27 @@ def test_library_export_refuses_a_name_that_leaves_the_output_folder(tmp_path):
         with pytest.raises(ExportOptionsError, match="name"):
             plan_export(tmp_path / "m.pth", tmp_path / "out", name=bad)
     assert plan_export(tmp_path / "m.pth", tmp_path / "out", name="ok").onnx == tmp_path / "out" / "ok.onnx"
+
+
+def test_symlinked_destinations_are_refused_before_any_work(small_artifacts, tmp_path):
+    """-o DIR where DIR is a link wrote into whatever it points to; a linked artifact path, --force or not, too."""
+    from acmix_deploy.fileio import LinkedDestinationError
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").symlink_to(elsewhere, target_is_directory=True)
+    settings = OnnxSettings(img_size=64, measure_latency=False)
+    with pytest.raises(LinkedDestinationError, match="out is a symbolic link"):
+        pipeline.export(small_artifacts["checkpoint"], tmp_path / "out", onnx=settings)
+    assert not list(elsewhere.iterdir())
+    real = tmp_path / "real"
+    real.mkdir()
+    (elsewhere / "theirs.onnx").write_bytes(b"theirs")
+    (real / "small.onnx").symlink_to(elsewhere / "theirs.onnx")
+    (real / "dangling.onnx").symlink_to(elsewhere / "missing.onnx")
+    for name, force in (("small", True), ("small", False), ("dangling", True), ("dangling", False)):
+        with pytest.raises(LinkedDestinationError, match=rf"{name}\.onnx is a symbolic link"):
+            pipeline.export(small_artifacts["checkpoint"], real, name=name, onnx=settings, force=force)
+    assert (elsewhere / "theirs.onnx").read_bytes() == b"theirs" and not (elsewhere / "missing.onnx").exists()
+    assert sorted(p.name for p in real.iterdir()) == ["dangling.onnx", "small.onnx"]
+    assert all(p.is_symlink() for p in real.iterdir())
