@@ -21,7 +21,7 @@ from .common import (
     within,
 )
 
-LEVEL_CHOICES = ("stage", "block", "branch")  # exporters.precision.blocks.LEVELS (tested equal)
+LEVEL_CHOICES = ("stage", "block", "branch")  # exporters.precision.blocks.LEVELS (tested equal), for --help
 
 
 def sensitivity(
@@ -40,7 +40,9 @@ def sensitivity(
     samples: Annotated[int, typer.Option(help="Images measured on.")] = 32,
     calib_samples: Annotated[int, typer.Option(help="int8: calibration images used.")] = 64,
     seed: Annotated[int, typer.Option(help="Which images are drawn (the ranking depends on nothing else).")] = 0,
-    level: Annotated[str, typer.Option(help="What to rank: stage, block, branch or a list.")] = "stage,block,branch",
+    level: Annotated[
+        str, typer.Option(help=f"What to rank: {', '.join(LEVEL_CHOICES)} or a comma-separated list.")
+    ] = ",".join(LEVEL_CHOICES),
     alone: Annotated[
         bool, typer.Option("--alone/--no-alone", help="Also measure each unit reduced alone (the rest fp32).")
     ] = True,
@@ -56,9 +58,13 @@ def sensitivity(
     json_out: JsonFlag = False,
 ) -> None:
     """Rank stages, blocks and branches by the fp16/int8 logit error they cost; write the keep-in-fp32 list."""
-    levels = tuple(dict.fromkeys(v.strip() for v in level.split(",") if v.strip()))
-    if not levels or any(v not in LEVEL_CHOICES for v in levels):
-        raise UsageError(f"--level must be {', '.join(LEVEL_CHOICES)} or a comma-separated list, got {level!r}")
+    from acmix_deploy.exporters.precision import PrecisionError
+    from acmix_deploy.exporters.precision.blocks import parse_levels
+
+    try:
+        levels = parse_levels(level)  # the library's check: one wording, exit 2 here
+    except PrecisionError as exc:
+        raise UsageError(f"--level: {exc}") from None
     if precision == "int8" and calib is None:
         raise UsageError("--precision int8 needs --calib DIR (calibration images)")
     at_least(1, samples=samples, calib_samples=calib_samples)

@@ -33,7 +33,7 @@ import onnx
 
 from acmix_deploy.parity import compare_outputs, random_inputs
 
-from .blocks import LEVELS, Unit, graph_units
+from .blocks import LEVELS, Unit, graph_units, parse_levels
 from .common import MEASURE_ONLY, Fp32Source, PrecisionError, cpu_runner, load_fp32_source, run_batched
 from .sensitivity import SENSITIVITY_GAIN
 
@@ -245,7 +245,7 @@ def block_sensitivity(
     samples: int = 32,
     calib_samples: int = 64,
     seed: int = 0,
-    levels: Sequence[str] = LEVELS,
+    levels: str | Sequence[str] = LEVELS,
     alone: bool = True,
     timing_rounds: int = 7,
     max_keep: int = 3,
@@ -266,7 +266,8 @@ def block_sensitivity(
         calib: int8 calibration images (a folder; ``calib_samples`` drawn, from the kept share
             when there is no ``data``).
         samples, calib_samples, seed: how many images are measured / calibrated on, and the draw.
-        levels: which of ``stage``, ``block``, ``branch`` to rank.
+        levels: which of ``stage``, ``block``, ``branch`` to rank (a list, or comma-separated);
+            checked before any work (:func:`.blocks.parse_levels`).
         alone: also measure each unit reduced alone (the rest fp32): one more conversion per unit.
         timing_rounds: interleaved batch-1 rounds per unit timing its fp32 island (0: no timing).
         max_keep: at most this many units in the keep list.
@@ -277,9 +278,10 @@ def block_sensitivity(
     The ranking depends only on the inputs (``seed``), never on timing: two runs rank alike.
 
     Raises:
-        PrecisionError: bad arguments, an unusable artifact, or int8 without ``calib``.
+        PrecisionError: bad arguments (an unknown level...), an unusable artifact, or int8 without ``calib``.
     """
     started = time.perf_counter()
+    levels = parse_levels(levels)
     if precision not in SENSITIVITY_PRECISIONS:
         raise PrecisionError(f"precision must be one of {', '.join(SENSITIVITY_PRECISIONS)}, got {precision!r}")
     if precision == "int8" and calib is None:

@@ -4,8 +4,9 @@ A *unit* is a stage (``layer2``), a block (``layer2.0``, ``stem/head``) or a bra
 (``layer2.0.attention``), named as ``acmix-deploy profile`` prints them: the node-to-block mapping
 is :mod:`acmix_deploy.families.nodes`, shared with the profiler. :func:`graph_units` lists the
 units of a graph with their nodes, :func:`keep_fp32_nodes` turns the names a user gave into the
-nodes to keep in fp32 (refusing unknown names in one line that lists the valid ones), and
-:func:`parse_keep_fp32` / :func:`keep_list_text` read and write the keep list (``NAMES`` or ``@file``).
+nodes to keep in fp32 (refusing unknown names in one line that lists the valid ones),
+:func:`parse_keep_fp32` / :func:`keep_list_text` read and write the keep list (``NAMES`` or ``@file``),
+and :func:`parse_levels` checks the levels a ranking asks for.
 """
 
 from __future__ import annotations
@@ -37,6 +38,26 @@ class Unit:
         return {"name": self.name, "kind": self.kind, "nodes": len(self.nodes)}
 
 
+def parse_levels(levels: str | Iterable[str]) -> tuple[str, ...]:
+    """``"stage,block"`` or ``("stage", "block")`` -> the levels, checked: the one check, CLI and library.
+
+    Raises:
+        PrecisionError: no level, or one that is not in :data:`LEVELS` (one line naming them).
+    """
+    try:
+        items = levels.split(",") if isinstance(levels, str) else [str(v) for v in levels]
+    except TypeError:
+        items = [repr(levels)]
+    chosen = tuple(dict.fromkeys(v.strip() for v in items if v.strip()))
+    unknown = [v for v in chosen if v not in LEVELS]
+    if not chosen or unknown:
+        from acmix_deploy.text import safe_text
+
+        problem = f"unknown level(s) {safe_text(', '.join(map(repr, unknown)), 80)}" if unknown else "no level given"
+        raise PrecisionError(f"{problem}; choose one or more of {', '.join(LEVELS)} (a list, or comma-separated)")
+    return chosen
+
+
 def graph_units(
     model: onnx.ModelProto, manifest: Manifest, levels: Iterable[str] = LEVELS, *, distinct: bool = True
 ) -> list[Unit]:
@@ -47,10 +68,7 @@ def graph_units(
     try them twice); without, every name is listed (what ``--keep-fp32`` accepts). Unscoped nodes
     (``layout``) belong to no unit.
     """
-    wanted = set(levels)
-    unknown = wanted - set(LEVELS)
-    if unknown:
-        raise PrecisionError(f"unknown level(s) {', '.join(sorted(unknown))}; choose from {', '.join(LEVELS)}")
+    wanted = set(parse_levels(levels))
     names = scopes.block_names(manifest.family, manifest.hparams)
     stages: dict[str, dict[str, dict[str, list[str]]]] = {}  # stage -> block -> branch -> nodes
     for node in model.graph.node:
@@ -158,4 +176,5 @@ __all__ = [
     "keep_list_text",
     "keep_names_problem",
     "parse_keep_fp32",
+    "parse_levels",
 ]

@@ -19,7 +19,7 @@ import pytest
 
 from acmix_deploy.exporters.precision import PrecisionError, to_fp16, to_int8
 from acmix_deploy.exporters.precision.block_sensitivity import Error, block_sensitivity
-from acmix_deploy.exporters.precision.blocks import LEVELS, keep_fp32_nodes, parse_keep_fp32
+from acmix_deploy.exporters.precision.blocks import LEVELS, keep_fp32_nodes, parse_keep_fp32, parse_levels
 from acmix_deploy.exporters.precision.common import cpu_runner, load_fp32_source, run_batched
 from acmix_deploy.exporters.precision.int8_static import calibration_images
 from acmix_deploy.manifest import Manifest, read_manifest
@@ -154,6 +154,16 @@ def test_unknown_names_are_refused_in_one_line(digits, tmp_path):
 
     with pytest.raises(ExportOptionsError, match="add --precision fp16/int8"):
         export(CKPT, tmp_path, keep_fp32=["layer2.0"])  # nothing reduced to keep it from
+
+
+@pytest.mark.parametrize("levels", [("stage", "bogus"), (), "stage,leaves", " , "])
+def test_unknown_levels_are_refused_by_the_library_in_one_line_before_any_work(tmp_path, levels):
+    """The library checks levels itself, first (the artifact here does not even exist)."""
+    with pytest.raises(PrecisionError, match=r"; choose one or more of stage, block, branch") as info:
+        block_sensitivity(tmp_path / "missing.onnx", "fp16", levels=levels)
+    message = str(info.value)
+    assert "\n" not in message and ("no level given" in message) == (levels in ((), " , "))
+    assert parse_levels(" stage, block,stage") == ("stage", "block") == parse_levels(["stage", "block"])
 
 
 def test_level_choices_match_the_library():
