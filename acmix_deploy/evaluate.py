@@ -98,6 +98,7 @@ def evaluate(
     batch_size: int = 32,
     class_names: Sequence[str] | str | Path | None = None,
     class_map: Mapping[str, int] | str | Path | None = None,
+    shared_labels: Sequence[str] | None = None,
     progress: Progress | None = None,
     **runner_opts,
 ) -> EvalReport:
@@ -119,6 +120,10 @@ def evaluate(
         class_map: folder name -> class index (a mapping, or a file read by
             :func:`acmix_deploy.classmap.read_class_map`: JSON, ``name index`` lines, or one name
             per line), for any other layout; every folder must be in it.
+        shared_labels: class names for an artifact whose manifest records none, lent by another
+            artifact of one comparison (:func:`acmix_deploy.side_by_side.shared_class_names`) so
+            both place the folders by the same names; ignored when the artifact records its own
+            or has another class count.
         progress: ``callback(done, total)`` after each batch (and once with ``done=0``).
         **runner_opts: backend options (``img_size=64`` for an ACmix-ResNet checkpoint not at 224 px,
             ``threads``, ``device``, ``rewrite``, ...).
@@ -143,9 +148,10 @@ def evaluate(
     predictor = Predictor.load(artifact, backend=backend, **runner_opts) if owned else artifact
     try:
         manifest = predictor.manifest
-        index = index_for_model(
-            index, manifest.num_classes, labels=manifest.labels, class_names=names, class_map=mapping
-        )
+        labels = manifest.labels
+        if labels is None and shared_labels is not None and len(shared_labels) == manifest.num_classes:
+            labels = list(shared_labels)
+        index = index_for_model(index, manifest.num_classes, labels=labels, class_names=names, class_map=mapping)
         return _run(predictor, index, ks, batch_size, progress)
     finally:
         if owned:

@@ -105,15 +105,6 @@ def index_for_model(
     return ImageFolderIndex(index.root, list(match.classes), samples, match)
 
 
-def labels_fit_folders(labels: Sequence[str] | None, folders: Sequence[str]) -> bool:
-    """Whether class folders can be matched to an artifact's class names by name.
-
-    True when the artifact names its classes (unique names) and every folder is one of them;
-    then the folder called ``labels[i]`` holds class ``i``, whatever the sorted folder order.
-    """
-    return labels is not None and len(set(labels)) == len(labels) and set(folders) <= set(labels)
-
-
 def _identity(path: str | Path) -> tuple[int, int] | None:
     try:
         info = os.stat(path)

@@ -81,13 +81,18 @@ def shared_img_size(
 
 
 def shared_class_names(artifacts: Sequence[str | Path], data_dir: str | Path) -> list[str] | None:
-    """Class names recorded by one of the artifacts that fit the class folders of ``data_dir``: used for all.
+    """Class names recorded by one of the artifacts that place the class folders of ``data_dir``: lent to the rest.
 
     Artifacts compared side by side must index the folders alike; one that names its classes
-    (``export --labels``) decides for those that do not (a checkpoint, an older export). ``None``
-    when none fits, or when the folder is unusable (evaluation reports that itself).
+    (``export --labels``) decides for those that do not (a checkpoint, an older export), through
+    :func:`acmix_deploy.evaluate.evaluate`'s ``shared_labels``. "Place" is
+    :func:`acmix_deploy.classmap.match_folders`, the rule ``evaluate`` applies to one artifact
+    (WordNet ids, names ignoring case and ``_``, any subset), so every artifact places the folders
+    as the one naming its classes would alone. ``None`` when none places them, or when the folder
+    is unusable (evaluation reports that itself).
     """
-    from .imagefolder import index_image_folder, labels_fit_folders
+    from .classmap import match_folders
+    from .imagefolder import index_image_folder
 
     try:
         folders = index_image_folder(data_dir).classes
@@ -95,8 +100,13 @@ def shared_class_names(artifacts: Sequence[str | Path], data_dir: str | Path) ->
         return None
     for artifact in artifacts:
         manifest = _manifest_or_none(artifact)
-        if manifest is not None and manifest.labels and labels_fit_folders(manifest.labels, folders):
-            return list(manifest.labels)
+        if manifest is None or not manifest.labels:
+            continue
+        try:
+            match_folders(folders, manifest.num_classes, labels=manifest.labels, root=data_dir)
+        except AcmixDeployError:  # these names place no folder set: evaluating this artifact says why
+            continue
+        return list(manifest.labels)
     return None
 
 

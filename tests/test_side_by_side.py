@@ -1,9 +1,11 @@
-"""Inputs files of a comparison (``verify --load-inputs``): untrusted data, refused in one line unless they fit."""
+"""What artifacts of one comparison share: inputs files (``verify --load-inputs``: untrusted data, refused in
+one line unless they fit) and the placement of class folders (``evaluate`` with several artifacts)."""
 
 from __future__ import annotations
 
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,3 +85,44 @@ def test_output_file_names_come_from_the_artifacts_and_never_collide():
     names = output_file_names(["a/m.onnx", "b/m.onnx", "m.fp16.onnx", "ckpt.pth", ".hidden", "x y.onnx", "m.onnx"])
     assert names == ["m.onnx.npz", "m.onnx-2.npz", "m.fp16.onnx.npz", "ckpt.pth.npz", "hidden.npz", "x_y.onnx.npz",
                      "m.onnx-3.npz"]  # fmt: skip
+
+
+NAMES = ["zero point", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def test_side_by_side_evaluation_places_folders_as_evaluate_does(small_artifacts, tmp_path):
+    """A labelled export lends its names to an unlabelled one: folders named in another case, or with ``_`` for
+    a space, hold the same class for both, the class evaluate gives the labelled export alone (the unlabelled
+    one would otherwise take sorted folder order: 'EIGHT' as class 0)."""
+    import json
+
+    from PIL import Image
+
+    from acmix_deploy.evaluate import evaluate
+    from acmix_deploy.exporters.onnx import export_onnx
+    from tests.test_cli import run_cli
+
+    named = tmp_path / "named.onnx"
+    export_onnx(small_artifacts["checkpoint"], named, img_size=64, validate_batches=[1], labels=NAMES)
+    data = tmp_path / "val"
+    rng = np.random.default_rng(0)
+    folders = {}
+    for index, name in enumerate(NAMES):
+        folder = name.replace(" ", "_").upper() if index % 2 == 0 else name.title()  # 'ZERO_POINT', 'One', ...
+        folders[folder] = index
+        (data / folder).mkdir(parents=True)
+        for j in range(2):
+            Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(data / folder / f"{j}.png")
+    alone = evaluate(named, data, top_k=(1,))
+    truth = dict(zip(alone.paths, alone.labels, strict=True))
+    assert {path: folders[Path(path).parent.name] for path in truth} == truth  # evaluate's own placement
+
+    plain = small_artifacts["onnx"]  # records no class names
+    assert side_by_side.shared_class_names([plain, named], data) == NAMES
+    for report in (evaluate(plain, data, top_k=(1,), shared_labels=NAMES), alone):
+        assert dict(zip(report.paths, report.labels, strict=True)) == truth and report.classes == NAMES
+
+    proc = run_cli("evaluate", str(plain), str(named), "--data", str(data), "--top-k", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    placed = [{c["folder"]: c["index"] for c in report["per_class"]} for report in json.loads(proc.stdout)]
+    assert placed == [folders, folders]

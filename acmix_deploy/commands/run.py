@@ -182,7 +182,7 @@ def evaluate(
     if labels is not None and class_map is not None:
         raise UsageError("--labels and --class-map exclude each other")
     shared = labels is None and class_map is None and len(artifacts) > 1
-    names = shared_class_names(artifacts, data) if shared else labels
+    names = shared_class_names(artifacts, data) if shared else None  # lent to artifacts that name no classes
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():  # a carriage-return counter; logs and pipes get the result only
@@ -195,8 +195,9 @@ def evaluate(
             top_k=tuple(ks),
             backend=backend,
             batch_size=batch,
-            class_names=names,
+            class_names=labels,
             class_map=class_map,
+            shared_labels=names,
             progress=progress,
             **runner_options(a, backend, img_size=img_size),
         )
