@@ -1,8 +1,11 @@
 """What an exported ONNX model holds, as data and as text: ``acmix-deploy inspect MODEL.onnx``.
 
 The manifest comes from :func:`acmix_deploy.manifest.read_manifest` (embedded metadata, else the
-sidecar). Each artifact is shown with its own proof: the fp32 export's parity is against the torch
-reference; an fp16/int8 variant's is against the fp32 ONNX it was made from (its manifest's
+sidecar) and is compared with the graph by :func:`acmix_deploy.manifest.check_graph`, the check the
+ONNX Runtime runner and the Triton exporter make: a manifest that disagrees with its graph (input
+size, batch, names, class count) is the artifact's ``problem``, which the CLI refuses. Each
+artifact is shown with its own proof: the fp32 export's parity is against the torch reference; an
+fp16/int8 variant's is against the fp32 ONNX it was made from (its manifest's
 ``precision_report``), since the fp32 figures it also carries say nothing about its own rounding.
 Optionally the graph is checked against TensorRT's ONNX parser support (:mod:`.tensorrt`).
 """
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from acmix_deploy.manifest import Manifest, ManifestError, read_manifest
+from acmix_deploy.manifest import Manifest, ManifestError, check_graph, read_manifest
 
 if TYPE_CHECKING:
     from .tensorrt import Finding
@@ -23,11 +26,12 @@ REFERENCE_PARITY = "onnxruntime_vs_torch_reference"  # the key export_onnx recor
 
 @dataclass
 class OnnxInfo:
-    """An ONNX model's manifest (or why it has none) and, when asked, its TensorRT readiness."""
+    """An ONNX model's manifest (or why it has none), whether it describes the graph, and its TensorRT readiness."""
 
     path: Path
     manifest: Manifest | None
     error: str = ""
+    problem: str = ""  # the manifest contradicts the graph (one line); empty when they agree
     trt_major: int | None = None  # the TensorRT major checked against; None: not checked
     findings: list[Finding] = field(default_factory=list)
 
@@ -39,11 +43,16 @@ class OnnxInfo:
     def to_dict(self) -> dict:
         manifest = self.manifest.to_dict() if self.manifest else {"error": self.error}
         if self.trt_major is None:
-            return {"manifest": manifest, "tensorrt": None}
+            return {"manifest": manifest, "problem": self.problem or None, "tensorrt": None}
         from .tensorrt.findings import group_findings
 
         groups = [g.to_dict() for g in group_findings(self.findings)]  # what the text shows, counted
-        return {"manifest": manifest, "tensorrt": [dict(f.__dict__) for f in self.findings], "tensorrt_groups": groups}
+        return {
+            "manifest": manifest,
+            "problem": self.problem or None,
+            "tensorrt": [dict(f.__dict__) for f in self.findings],
+            "tensorrt_groups": groups,
+        }
 
     def text(self) -> str:
         lines = []
@@ -86,13 +95,16 @@ def parity_line(manifest: Manifest) -> str:
 
 
 def inspect_onnx(path: str | Path, *, trt_major: int | None = None) -> OnnxInfo:
-    """Read ``path``'s manifest (a missing or bad one is reported, not raised) and, with ``trt_major``,
-    check the graph against that TensorRT major's ONNX parser."""
+    """Read ``path``'s manifest (a missing or bad one is reported, not raised), compare it with the graph
+    (a disagreement is ``problem``) and, with ``trt_major``, check the graph against that TensorRT
+    major's ONNX parser."""
     path = Path(path)
     try:
         info = OnnxInfo(path, read_manifest(path))
     except ManifestError as exc:
         info = OnnxInfo(path, None, error=str(exc))
+    if info.manifest is not None:
+        info.problem = graph_problem(path, info.manifest)
     if trt_major is not None:
         from .tensorrt import check_tensorrt_readiness
 
@@ -101,4 +113,21 @@ def inspect_onnx(path: str | Path, *, trt_major: int | None = None) -> OnnxInfo:
     return info
 
 
-__all__ = ["OnnxInfo", "inspect_onnx", "parity_line"]
+def graph_problem(path: Path, manifest: Manifest) -> str:
+    """The one-line disagreement between ``manifest`` and the graph of ``path`` (empty when none)."""
+    import onnx
+
+    from .graph import graph_tensors
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
+        return f"{path}: not a readable ONNX model ({type(exc).__name__})"
+    try:
+        check_graph(path, manifest, *graph_tensors(proto))
+    except ManifestError as exc:
+        return str(exc)
+    return ""
+
+
+__all__ = ["OnnxInfo", "graph_problem", "inspect_onnx", "parity_line"]

@@ -19,8 +19,9 @@ profile, not those of the ONNX it was built from.
 
 Nothing is written outside ``REPO``: model names are plain names (letters, digits, ``_ . -``, not
 starting with a dot: no separators, no ``..``, not hidden), a model folder that is a symbolic
-link or not a folder is refused, and an ONNX model's input/output names and class count are
-checked against its graph, so the config names tensors the model has.
+link or not a folder is refused, and an ONNX model's manifest is checked against its graph
+(:func:`acmix_deploy.manifest.check_graph`: names, size, batch, classes), so the config names
+tensors the model has, at its shapes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pathlib import Path
 from acmix_deploy.errors import AcmixDeployError
 from acmix_deploy.fileio import atomic_write_text
 from acmix_deploy.labels import labels_for
-from acmix_deploy.manifest import Manifest, ManifestError, read_manifest
+from acmix_deploy.manifest import Manifest, ManifestError, check_graph, read_manifest
 
 from .triton_config import KINDS, PRECISION_MODES, ServingSettings, config_text, read_settings, signature
 
@@ -79,32 +80,6 @@ def _onnx_proto(model: Path):
         return onnx.load(str(model), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
         raise TritonError(f"{model}: not a readable ONNX model ({type(exc).__name__})") from None
-
-
-def check_graph(model: Path, proto, manifest: Manifest) -> None:
-    """Refuse a manifest whose tensor names or class count are not those of the ONNX graph.
-
-    Raises:
-        TritonError: the input/output named in the manifest are not the graph's, or the output is
-            not ``(batch, num_classes)``.
-    """
-    initializers = {t.name for t in proto.graph.initializer}
-    inputs = [i.name for i in proto.graph.input if i.name not in initializers]
-    outputs = {o.name: o for o in proto.graph.output}
-    if inputs != [manifest.input_name]:
-        raise TritonError(f"{model}: the manifest's input {manifest.input_name!r} is not the graph's {inputs}")
-    if manifest.output_name not in outputs:
-        raise TritonError(
-            f"{model}: the manifest's output {manifest.output_name!r} is not in the graph's {list(outputs)}"[:300]
-        )
-    dims = outputs[manifest.output_name].type.tensor_type.shape.dim
-    width = dims[-1].dim_value if len(dims) == 2 and dims[-1].HasField("dim_value") else None
-    if width != manifest.num_classes:
-        shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
-        raise TritonError(
-            f"{model}: output {manifest.output_name!r} has shape {shape}, not (batch, {manifest.num_classes}) "
-            "as the manifest says"
-        )
 
 
 def model_name(name: str | None, artifact: Path) -> str:
@@ -258,8 +233,13 @@ def write_triton_repository(
     manifest = _served_manifest(artifact)
     data_files = []
     if platform == "onnxruntime_onnx":
+        from .graph import graph_tensors  # imports onnx: only for an ONNX model
+
         proto = _onnx_proto(artifact)
-        check_graph(artifact, proto, manifest)
+        try:  # the config must name tensors the model has, at the shapes it has
+            check_graph(artifact, manifest, *graph_tensors(proto))
+        except ManifestError as exc:
+            raise TritonError(str(exc)) from None
         data_files = _external_data(artifact, proto)
         del proto
     if filename in data_files:

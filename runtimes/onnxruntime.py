@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acmix_deploy.manifest import BatchSpec, Manifest, ManifestError, Preprocessing, find_manifest
+from acmix_deploy.manifest import BatchSpec, GraphTensor, Manifest, Preprocessing, check_graph, find_manifest
 
 from .base import MissingDependencyError, Runner, RunnerError
 
@@ -133,30 +133,13 @@ class OnnxRuntimeRunner(Runner):
         return self._manifest_from_model(inputs[0], outputs)
 
     def _manifest_from_model(self, inp, outputs) -> Manifest:
+        """The artifact's manifest (a generic one without), refused unless it describes the session's graph."""
         manifest = find_manifest(self.path)
         if manifest is None:
-            return self._checked(self._generic_manifest(inp, outputs[0]), inp, outputs[0])
-        out = next((o for o in outputs if o.name == manifest.output_name), None)
-        if inp.name != manifest.input_name or out is None:
-            raise ManifestError(
-                f"{self.path}: the graph (input {inp.name!r}, outputs {[o.name for o in outputs]}) does not match the "
-                f"manifest (input {manifest.input_name!r}, output {manifest.output_name!r})"[:300]
-            )
-        self.output_name = out.name
-        return self._checked(manifest, inp, out)
-
-    def _checked(self, manifest: Manifest, inp, out) -> Manifest:
-        """The manifest, once the graph's input and output shapes agree with it (size, 2-D output, class count)."""
-        shape = inp.shape
-        if len(shape) != 4 or shape[1] != 3 or shape[2] != manifest.img_size or shape[3] != manifest.img_size:
-            raise ManifestError(
-                f"{self.path}: input shape {shape} does not match the manifest ({manifest.img_size} px)"
-            )
-        out_shape = out.shape
-        if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != manifest.num_classes):
-            raise ManifestError(
-                f"{self.path}: output shape {out_shape} does not match the manifest: (batch, {manifest.num_classes})"
-            )
+            manifest = self._generic_manifest(inp, outputs[0])
+        graph = [GraphTensor(inp.name, tuple(inp.shape))], [GraphTensor(o.name, tuple(o.shape)) for o in outputs]
+        check_graph(self.path, manifest, *graph)
+        self.output_name = manifest.output_name
         return manifest
 
     def _generic_manifest(self, inp, out) -> Manifest:

@@ -633,3 +633,36 @@ def test_export_into_a_symlinked_folder_is_a_one_line_refusal(small_artifacts, t
     proc = inproc("export", str(small_artifacts["checkpoint"]), "-o", str(tmp_path / "out"), "--force")
     assert_one_line_error(proc, 1, "is a symbolic link")
     assert not list(elsewhere.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        ({"img_size": 96, "preprocessing": {"crop": 96}}, "is not (batch, 3, 96, 96)"),
+        ({"batch": {"dynamic": False, "min": 4, "max": 4}}, "the manifest's is fixed 4"),
+    ],
+)
+def test_inspect_refuses_a_manifest_that_contradicts_its_graph(small_artifacts, tmp_path, edit, fragment):
+    """The runner and the Triton exporter refused such a manifest; inspect showed it as if true, exit 0."""
+    import onnx
+
+    from acmix_deploy.exporters.artifact_info import inspect_onnx
+    from acmix_deploy.manifest import MANIFEST_KEY
+
+    proto = onnx.load(str(small_artifacts["onnx"]))
+    for prop in proto.metadata_props:
+        if prop.key == MANIFEST_KEY:
+            data = json.loads(prop.value)
+            for key, value in edit.items():
+                data[key] = {**data[key], **value} if isinstance(value, dict) else value
+            prop.value = json.dumps(data)
+    edited = tmp_path / "edited.onnx"
+    onnx.save(proto, str(edited))
+    assert inspect_onnx(small_artifacts["onnx"]).problem == ""
+    assert fragment in inspect_onnx(edited).problem
+    proc = inproc("inspect", str(edited))
+    assert_one_line_error(proc, 1, "the graph does not match the manifest")
+    assert fragment in proc.stderr and "model" in proc.stdout  # what it holds is still shown
+    proc = inproc("inspect", str(edited), "--json")
+    assert proc.returncode == 1 and fragment in json.loads(proc.stdout)["problem"]
+    assert inproc("inspect", str(small_artifacts["onnx"])).returncode == 0

@@ -48,6 +48,10 @@ def inspect(
 
     result = inspect_onnx(path, trt_major=trt_major if tensorrt else None)
     show(result.to_dict(), result.text(), json_out)
+    if result.problem:  # untrusted metadata that contradicts the graph: refused in one line, as elsewhere
+        from acmix_deploy.manifest import ManifestError
+
+        raise ManifestError(result.problem)
     if result.blocked:
         raise typer.Exit(EXIT_FAILURE)
 

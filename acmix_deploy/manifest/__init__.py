@@ -6,6 +6,7 @@ never imports onnx, onnxruntime or tensorrt).
 """
 
 from .engine import ENGINE_SIDECAR_FORMAT, ENGINE_SIDECAR_VERSION, EngineSidecar
+from .graph import GraphTensor, check_graph, graph_mismatch
 from .reader import (
     ENGINE_SUFFIXES,
     embedded_manifest,
@@ -41,11 +42,14 @@ __all__ = [
     "MANIFEST_KEY",
     "BatchSpec",
     "EngineSidecar",
+    "GraphTensor",
     "Manifest",
     "ManifestError",
     "Preprocessing",
+    "check_graph",
     "embedded_manifest",
     "find_manifest",
+    "graph_mismatch",
     "is_engine",
     "read_engine_sidecar",
     "read_manifest",

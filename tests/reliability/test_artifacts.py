@@ -40,6 +40,12 @@ def onnx_corpus(small_artifacts, tmp_path_factory):
             edited["preprocessing"]["crop"] = 96
             prop.value = json.dumps(edited)
     onnx.save(proto, root / "embedded_mismatch.onnx")
+    # Our own (dynamic-batch) export whose embedded manifest claims a fixed batch of 4.
+    proto = onnx.load(small_artifacts["onnx"])
+    for prop in proto.metadata_props:
+        if prop.key == MANIFEST_KEY:
+            prop.value = json.dumps({**json.loads(prop.value), "batch": {"dynamic": False, "min": 4, "max": 4}})
+    onnx.save(proto, root / "batch_mismatch.onnx")
     return root
 
 
@@ -50,6 +56,7 @@ REFUSED = {
     "vector.onnx": (RunnerError, "not an image batch"),
     "sidecar_mismatch.onnx": (ManifestError, "does not match the manifest"),
     "embedded_mismatch.onnx": (ManifestError, "does not match the manifest"),
+    "batch_mismatch.onnx": (ManifestError, "the manifest's is fixed 4"),
 }
 
 
