@@ -43,6 +43,13 @@ encoding from a ``linspace`` grid at run time. Here (all folds computed in float
    equal at 56 px, 7-25% faster at 28/14/7 px; the transposed second MatMul then saves 0.43 ms
    of output Transpose and costs 0.23 ms of MatMul at 56 px (kernel profile).
 
+7. The attention output is reshaped to the conv branch's output shape (``reshape_as``: one Shape
+   -> Reshape a block, the "reshape Y to X's dimensions" pattern of TensorRT's dynamic-shape guide;
+   no shape arithmetic). With ``reshape(-1, ...)`` the exported batch is a new unknown dimension and
+   ORT cannot fuse the branch sum and the residual Add + ReLU into its conv kernels. Whole
+   ACmix-ResNet-50, interleaved, 15 rounds: 99.3 -> 96.1 ms at batch 1 (-3.2%), 952 -> 903 ms at
+   batch 8 (-5.1%); -4.5% / -3% in an earlier session's run.
+
 Measured per block (ORT CPU, 2 cores, batch 1, noisy machine): 4-50x faster than the official
 block in torch eager; max abs diff vs the official block 2-3e-6 (see tests/rewrite).
 
@@ -53,9 +60,12 @@ Tried and dropped (exact, measured interleaved against this form, whole ACmix-Re
   kernel profile: Add -2.0 ms, ReLU -1.7 ms, Reshape -0.6 ms), but with every shape known ORT's
   memory planner reuses buffers differently and the halo Slice/Concat/Transpose and the MatMuls
   get 1-2.5 ms slower each: equal at batch 1 and 8 (11-25 rounds; with ``enable_mem_reuse`` off
-  both forms tie at ~119 ms). Restoring the batch only at the attention output (``reshape_as``:
-  Shape -> Reshape) leaves the planner alone and measured -4.5% (batch 1) / -3% (batch 8), but
-  it puts Shape ops and a non-constant Reshape shape (a TensorRT readiness warning) in the graph.
+  both forms tie at ~119 ms). Restoring the batch only at the attention output is what 7. does.
+- 4 px query blocks at 56 px with halos reaching two neighbour tiles (the window's useful share of
+  the logits 25% -> 49%; its MatMuls alone measure 2.6 vs 3.1 ms a block at batch 1 in
+  ``scripts/bench_window_matmuls.py``): the halo copies double and the whole model measured equal at
+  batch 1 (105.7 / 112.1 vs 109.1 / 110.8 ms, two runs) and 4% slower at batch 8 (1058 vs 1016
+  ms); 4 px blocks at 28 px too: +2% at batch 1. ``block=4`` stays available (exact, tested).
 - Folding the window mask into the first MatMul: the mask is ``r(row) + c(col)`` with each term a
   function of (key coordinate mod halo) and the query, so one-hot key coordinates appended to k
   and the matching 0/-1e4 rows appended to q compute ``q·k + mask`` in the MatMul, K 16 -> 44.
@@ -137,11 +147,11 @@ class DeployACmix(nn.Module):
             self.halo = height + 2 * self.pad
             self.extra = 0
         else:
-            if self.tail > tile:
-                raise ValueError(f"block {self.block} is too small for a {k_att}x{k_att} window")
             self.halo = tile + self.tail
-            # bottom/right rows so that (n_blocks + 1) whole tiles exist (negative: crop)
-            self.extra = (self.n_blocks + 1) * tile - (height + 2 * self.pad)
+            # a halo reaches into this many following tiles (two when the window's tail is longer than
+            # a tile: 4 px blocks of a 7x7 window); bottom/right rows so that many whole tiles exist
+            self.neighbours = -(-self.tail // tile)
+            self.extra = (self.n_blocks + self.neighbours) * tile - (height + 2 * self.pad)
         if self.hd % conv_merge:
             raise ValueError(f"conv_merge {conv_merge} does not divide head_dim {self.hd}")
         self.conv_groups = self.hd // conv_merge
@@ -217,18 +227,28 @@ class DeployACmix(nn.Module):
         if self.single:
             t = F.pad(t, (0, 0, p, p, p, p), mode="reflect")
             return t.reshape(-1, self.halo * self.halo, hd)
-        extra = self.extra
-        t = F.pad(t, (0, 0, p, p + max(extra, 0), p, p + max(extra, 0)), mode="reflect")
+        extra, r = self.extra, self.neighbours
+        if extra > p:
+            # reflect padding cannot reach that far (4 px blocks): the rows beyond the last whole
+            # block's halo are never inside a window (masked), so zeros do
+            t = F.pad(t, (0, 0, p, p, p, p), mode="reflect")
+            t = F.pad(t, (0, 0, 0, extra, 0, extra))
+        else:
+            t = F.pad(t, (0, 0, p, p + max(extra, 0), p, p + max(extra, 0)), mode="reflect")
+        n = nb + r
         if extra < 0:
-            full = (nb + 1) * tile
-            t = t[:, :, :full, :full]
-        t = t.reshape(-1, self.heads, nb + 1, tile, nb + 1, tile, hd).permute(0, 1, 2, 4, 3, 5, 6)
-        t = torch.cat([t[:, :, :nb], t[:, :, 1:, :, :tail]], 4)  # B, heads, nb, nb+1, halo, tile, hd
-        t = torch.cat([t[:, :, :, :nb], t[:, :, :, 1:, :, :tail]], 5)  # B, heads, nb, nb, halo, halo, hd
+            t = t[:, :, : n * tile, : n * tile]
+        t = t.reshape(-1, self.heads, n, tile, n, tile, hd).permute(0, 1, 2, 4, 3, 5, 6)
+        # halo = this tile + the next r - 1 whole tiles + the first rows of the r-th: one Concat an axis
+        last = tail - (r - 1) * tile
+        rows = [t[:, :, j : nb + j] for j in range(r)] + [t[:, :, r : nb + r, :, :last]]
+        t = torch.cat(rows, 4)  # B, heads, nb, n, halo, tile, hd
+        cols = [t[:, :, :, j : nb + j] for j in range(r)] + [t[:, :, :, r : nb + r, :, :last]]
+        t = torch.cat(cols, 5)  # B, heads, nb, nb, halo, halo, hd
         return t.reshape(-1, self.halo * self.halo, hd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c, hd, heads, b, s = self.c, self.hd, self.heads, self.block, self.stride
+        hd, heads, b, s = self.hd, self.heads, self.block, self.stride
         h_in, side, nb = self.side_in, self.side_out, self.n_blocks
         y = F.conv2d(x, self.w_in, self.b_in)  # (B, 3C, H, W), channels (d, t, h)
         # one transpose to (B, 3, heads, H, W, hd): every later copy moves whole hd vectors
@@ -249,10 +269,13 @@ class DeployACmix(nn.Module):
             # to NCHW keeps rows of b floats together (an (N, b², hd) output moves single floats)
             out = torch.matmul(v.transpose(1, 2), attn.transpose(1, 2))  # (N, hd, b²)
             out = out.reshape(-1, heads, nb, nb, hd, b, b).permute(0, 1, 4, 2, 5, 3, 6)
-        out_att = out.reshape(-1, c, side, side)
+        out_conv = F.conv2d(y, self.w_conv, self.b_conv, s, 1, 1, self.conv_groups)
+        # reshaped to the conv output's shape (Shape -> Reshape), not to (-1, c, side, side): a -1
+        # leaves ONNX a new unknown batch, so ORT could not prove the two summands (and the residual
+        # Add after conv3) equal-shaped and fuse them into its conv kernels (see the module docstring)
+        out_att = out.reshape_as(out_conv)
         if self.v_post is not None:
             out_att = out_att * self.v_post
-        out_conv = F.conv2d(y, self.w_conv, self.b_conv, s, 1, 1, self.conv_groups)
         return out_att + out_conv
 
 

@@ -78,6 +78,9 @@ class Scope:
         constants: tensors whose values are in the file (initializers, ``Constant`` outputs).
         constant_names: names computable at build time (constants and what only they feed).
         functions: the model-local functions, by ``(domain, name)``.
+        shapes_of: outputs of whole-tensor ``Shape`` nodes. A Reshape to such a shape ("reshape Y
+            to X's dimensions") is the pattern TensorRT's dynamic-shape guide builds from IShapeLayer
+            + IShuffleLayer: its dimensions are known once the profile's are, so it needs no constant.
     """
 
     table: dict
@@ -85,6 +88,7 @@ class Scope:
     constants: dict[str, onnx.TensorProto]
     constant_names: frozenset[str]
     functions: dict[tuple[str, str], onnx.FunctionProto]
+    shapes_of: frozenset[str] = frozenset()
 
     @classmethod
     def of_model(cls, model: onnx.ModelProto, major: int) -> Scope:
@@ -95,6 +99,7 @@ class Scope:
             constants=constant_values(model.graph),
             constant_names=frozenset(constant_tensors(model.graph)),
             functions={(f.domain, f.name): f for f in model.functions},
+            shapes_of=frozenset(_whole_shapes(model.graph.node)),
         )
 
     def inside(self, body: onnx.FunctionProto) -> Scope:
@@ -104,7 +109,17 @@ class Scope:
             self,
             constants=self.constants | _constant_node_values(body.node),
             constant_names=self.constant_names | names,
+            shapes_of=self.shapes_of | _whole_shapes(body.node),
         )
+
+
+def _whole_shapes(nodes) -> set[str]:
+    """Outputs of ``Shape`` nodes that take the whole shape (no start/end slice)."""
+    return {
+        n.output[0]
+        for n in nodes
+        if n.op_type == "Shape" and n.output and not any(a.name in ("start", "end") for a in n.attribute)
+    }
 
 
 def check_call(
@@ -163,6 +178,8 @@ def _check_node(node: onnx.NodeProto, index: int, scope: Scope) -> list[Finding]
     rule = SUPPORT_TABLE["constant_inputs"].get(op)
     if rule:
         for i in rule["inputs"]:
+            if op == "Reshape" and i < len(node.input) and node.input[i] in scope.shapes_of:
+                continue
             if i < len(node.input) and node.input[i] and node.input[i] not in scope.constant_names:
                 add(
                     rule["severity"],

@@ -18,7 +18,16 @@ from acmix_deploy.models import build_model
 from acmix_deploy.runtimes.onnxruntime import ort_session
 from tests.conftest import SMALL_RESNET, SMALL_SWIN, randomize
 
-FORBIDDEN_IN_RESNET = {"Gather", "GatherND", "GatherElements", "ScatterND", "Range", "Loop", "If", "Shape"}
+FORBIDDEN_IN_RESNET = {"Gather", "GatherND", "GatherElements", "ScatterND", "Range", "Loop", "If"}
+
+
+def assert_no_shape_arithmetic(proto: onnx.ModelProto) -> None:
+    """Shape ops only as "reshape to that tensor's dimensions": each feeds a Reshape's shape input, nothing else."""
+    shapes = {n.output[0] for n in proto.graph.node if n.op_type == "Shape"}
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            if name in shapes:
+                assert node.op_type == "Reshape" and i == 1, f"{node.op_type} {node.name} computes with a shape"
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +79,8 @@ def test_resnet_graph_is_clean(resnet_onnx):
     proto = onnx.load(path)
     ops = {n.op_type for n in proto.graph.node}
     assert not ops & FORBIDDEN_IN_RESNET, ops & FORBIDDEN_IN_RESNET
+    assert_no_shape_arithmetic(proto)
+    assert sum(n.op_type == "Shape" for n in proto.graph.node) <= 8  # one per ACmix block at most
     doubles = [t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.DOUBLE]
     assert doubles == []
     assert report.nodes == len(proto.graph.node) < 300

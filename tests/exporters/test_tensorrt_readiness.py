@@ -101,8 +101,20 @@ def test_pad_with_constant_pads_passes():
 
 
 def test_reshape_with_computed_shape_warns():
-    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Reshape", ["x", "s"], ["y"], name="r")]
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Concat", ["s", "s"], ["s2"], axis=0),
+        helper.make_node("Reshape", ["x", "s2"], ["y"], name="r"),
+    ]
     assert "non-constant-input" in _codes(_model(nodes), severity="warning")
+    sliced = [helper.make_node("Shape", ["x"], ["s"], start=1), helper.make_node("Reshape", ["x", "s"], ["y"])]
+    assert "non-constant-input" in _codes(_model(sliced), severity="warning")
+
+
+def test_reshape_to_another_tensors_shape_passes():
+    """Shape -> Reshape ("Y to X's dimensions") is TensorRT's own dynamic-shape pattern: no finding."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Reshape", ["x", "s"], ["y"], name="r")]
+    assert "non-constant-input" not in _codes(_model(nodes))
 
 
 @pytest.mark.parametrize(

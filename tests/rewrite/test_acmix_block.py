@@ -56,8 +56,9 @@ def test_deploy_block_matches_reference(cin, cout, stride, side, with_bn):
 
 @pytest.mark.parametrize(
     ("side", "block", "conv_merge"),
-    [(32, 8, 1), (32, 8, 2), (32, 8, 4), (32, 16, 4), (28, 7, 4), (28, 14, 2), (28, 28, 1)],
-)
+    [(32, 8, 1), (32, 8, 2), (32, 8, 4), (32, 16, 4), (28, 7, 4), (28, 14, 2), (28, 28, 1),
+     (32, 4, 4), (28, 4, 4), (28, 2, 4), (16, 1, 4)],  # halos over 2, 2, 3 and 6 neighbour tiles
+)  # fmt: skip
 def test_every_block_size_and_group_merge_is_exact(side, block, conv_merge):
     reference, deploy = reference_and_deploy(16, 16, 1, side, block=block, conv_merge=conv_merge)
     x = torch.randn(2, 16, side, side, generator=torch.Generator().manual_seed(5))
@@ -78,10 +79,13 @@ def test_pruned_channels_keep_the_function():
         assert_close(deploy(x), bn(acmix(x)))
 
 
-@pytest.mark.parametrize(("cin", "cout", "stride", "side"), [(16, 16, 1, 32), (16, 32, 2, 28), (32, 32, 1, 7)])
-def test_exported_block_matches_reference_in_onnxruntime(cin, cout, stride, side):
+@pytest.mark.parametrize(
+    ("cin", "cout", "stride", "side", "block"),
+    [(16, 16, 1, 32, None), (16, 32, 2, 28, None), (32, 32, 1, 7, None), (16, 16, 1, 28, 4)],
+)
+def test_exported_block_matches_reference_in_onnxruntime(cin, cout, stride, side, block):
     """The ONNX of the block alone, dynamic batch, run at batches 1/2/7/32 against the reference."""
-    reference, deploy = reference_and_deploy(cin, cout, stride, side)
+    reference, deploy = reference_and_deploy(cin, cout, stride, side, block=block)
     buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(
