@@ -1,0 +1,238 @@
+"""The least ACmix-ResNet's window attention can cost in ONNX Runtime's MatMul kernels, over every query block size.
+
+Usage: .venv/bin/python scripts/bench_window_matmuls.py [--model acmix_resnet50] [--batches 1,8] [--rounds 5]
+        [--threads 2] [--max-mb 256] [--json out.json]
+
+Why: ``bench_floor.py --isolated`` shows how much of ACmix-ResNet's time is its non-dense GEMM kernels
+(window-attention MatMuls, grouped convs), but that is one deploy form's choice of shapes. Any
+exact graph of standard ONNX operators (no Gather, no custom kernel) computes the 7x7-window logits
+and the weighted sum as batched MatMuls over query blocks: b x b queries of a head against the
+(s*b + k - s)² keys of the block's halo, K = head_dim. ``b = 1`` is the per-pixel (unfold) form with
+49 keys a query and no waste, ``b = side`` the whole map as one block; how the halos are built
+does not change the MatMul shapes. So for each ACmix layer the minimum over every block size that
+divides the map, of the fastest MatMul forms (q kᵀ with k stored either way; attn v or its transpose
+vᵀ attnᵀ), is the least any such graph spends in those two MatMuls, as this machine's ORT runs them.
+The script also times Softmax over exactly 49 logits a query (the least softmax any graph needs),
+the dense GEMM kernels of the deploy graph (``isolated_bound.py``: work every exact graph does)
+and the 2048³ GEMM probe, all interleaved in the same rounds, and prints the sum against the floor.
+The convolution branch enters at its fewest MACs (the official fc + dep_conv, or the two folded into
+one 3x3 conv, whichever is fewer) at the probe's rate, which no grouped kernel here reaches: a
+bound, not a measurement. Residual Adds, ReLUs and every copy count as free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from onnx import TensorProto, helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_floor import GEMM_N, gemm_probe
+from isolated_bound import GEMM_KERNELS, bound_runner, is_dense, kernels_only, optimized_graph
+
+from acmix_deploy.exporters.onnx import export_onnx
+from acmix_deploy.models import build_model
+from acmix_deploy.models.complexity import count_macs
+from acmix_deploy.rewrite.acmix_block import DeployACmix
+from acmix_deploy.rewrite.resnet import DeployACmixResNet
+from acmix_deploy.runtimes.onnxruntime import ort_session
+from acmix_deploy.timing import time_interleaved
+
+
+def attention_layers(model_name: str, img: int = 224) -> Counter:
+    """(side_out, stride, head_dim, heads, window) of every ACmix layer, with how many share it."""
+    torch.manual_seed(0)
+    deploy = DeployACmixResNet(build_model(model_name).eval(), img)
+    return Counter(
+        (m.side_out, m.stride, m.hd, m.heads, m.k_att) for m in deploy.modules() if isinstance(m, DeployACmix)
+    )
+
+
+def conv_branch_macs(side: int, stride: int, hd: int, heads: int) -> int:
+    """Fewest MACs an exact conv branch needs a image: fc (3*heads -> 9 a head channel, at input
+    resolution) + dep_conv (9 -> heads a group, 3x3, output resolution), or both folded into one 3x3
+    conv reading the 3*heads q/k/v channels of each head channel."""
+    c, side_in = hd * heads, side * stride
+    official = 27 * c * side_in**2 + 81 * c * side**2
+    folded = 9 * 3 * heads * c * side**2
+    return min(official, folded)
+
+
+def matmul_call(a_shape: tuple, b_shape: tuple, trans_b: bool, threads: int):
+    """A call computing one batched MatMul (``a @ b`` or ``a @ bᵀ``) on fixed random operands."""
+    b_stored = (*b_shape[:-2], b_shape[-1], b_shape[-2]) if trans_b else b_shape
+    nodes = []
+    b_name = "b"
+    if trans_b:
+        nodes.append(helper.make_node("Transpose", ["b"], ["bt"], perm=[0, 2, 1]))
+        b_name = "bt"
+    nodes.append(helper.make_node("MatMul", ["a", b_name], ["c"]))
+    out_shape = (*a_shape[:-1], b_shape[-1])
+    graph = helper.make_graph(
+        nodes,
+        "mm",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, list(a_shape)),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, list(b_stored)),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, list(out_shape))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # ORT fuses Transpose + MatMul into one FusedMatMul (transB): the kernel a deploy graph gets
+    session = ort_session(model, threads=threads)
+    rng = np.random.default_rng(0)
+    feed = {"a": rng.standard_normal(a_shape, dtype=np.float32), "b": rng.standard_normal(b_stored, dtype=np.float32)}
+    return lambda: session.run(None, feed)
+
+
+def softmax_call(shape: tuple, threads: int):
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], axis=-1)],
+        "sm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
+    )
+    session = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), threads=threads)
+    feed = {"x": np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+    return lambda: session.run(None, feed)
+
+
+def block_candidates(side: int, stride: int, hd: int, heads: int, window: int, batch: int, max_mb: float):
+    """Per block size b dividing the map: the MatMul shapes (two logits forms, two output forms)."""
+    for b in [d for d in range(1, side + 1) if side % d == 0]:
+        n, m, halo = batch * heads * (side // b) ** 2, b * b, stride * b + window - stride
+        keys = halo * halo
+        if n * m * keys * 4 / 2**20 > max_mb:
+            continue  # logits alone over the memory cap: never the cheapest
+        yield (
+            b,
+            {
+                "qk": ((n, m, hd), (n, hd, keys), False),
+                "qk_t": ((n, m, hd), (n, hd, keys), True),
+                "av": ((n, m, keys), (n, keys, hd), False),
+                "va_t": ((n, hd, keys), (n, keys, m), False),
+            },
+        )
+
+
+def dense_candidates(path: Path, batch: int, threads: int, workdir: Path) -> tuple[dict, Callable[[], float]]:
+    """The dense GEMM kernels two ways, run in the same rounds: cut out and unprofiled (``dense``; their
+    inputs come from memory, colder than in the model) and in the model under the profiler
+    (``profiled``; each kernel pays the profiler's small cost). The second item reads the in-model
+    dense kernel ms per run once the rounds are over; the bound takes the smaller of the two."""
+    model, shapes = optimized_graph(path, batch, threads, workdir)
+    sub, inputs, outputs = kernels_only(model, shapes, GEMM_KERNELS, dense_only=True)
+    initializers = {t.name for t in model.graph.initializer}
+    dense_names = {n.name for n in model.graph.node if n.op_type in GEMM_KERNELS and is_dense(n, initializers)}
+    profiled = ort_session(path, threads=threads, profile_prefix=workdir / "dense")
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    profiled.run(None, {"input": x})
+    calls = {"dense": bound_runner(sub, inputs, outputs, threads), "profiled": lambda: profiled.run(None, {"input": x})}
+
+    def in_model_ms() -> float:
+        events = json.loads(Path(profiled.end_profiling()).read_text())
+        runs = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+        timed = runs[2:]  # after the first call above and the rounds' warm-up
+        names = {f"{n}_kernel_time" for n in dense_names}
+        us = [e["dur"] for e in events if e.get("cat") == "Node" and e["ts"] >= timed[0] and e["name"] in names]
+        return sum(us) / 1000.0 / len(timed)
+
+    return calls, in_model_ms
+
+
+def window_candidates(layers: Counter, batch: int, threads: int, max_mb: float) -> tuple[dict, dict]:
+    """Softmax over 49 logits and every block size's MatMul forms, per ACmix layer shape."""
+    calls: dict[str, Callable[[], object]] = {}
+    labels: dict[tuple, dict[int, dict[str, str]]] = {}
+    for layer in layers:
+        side, _, _, heads, window = layer
+        calls[f"softmax{layer}"] = softmax_call((batch * heads * side * side, window * window), threads)
+        for b, forms in block_candidates(*layer, batch, max_mb):
+            for form, (a_shape, b_shape, trans) in forms.items():
+                calls[f"{layer}/{b}/{form}"] = matmul_call(a_shape, b_shape, trans, threads)
+                labels.setdefault(layer, {}).setdefault(b, {})[form] = f"{layer}/{b}/{form}"
+    return calls, labels
+
+
+def measure(model_name: str, path: Path, layers: Counter, batch: int, args, workdir: Path) -> dict:
+    gemm, gemm_feed = gemm_probe(args.threads)
+    dense, in_model_ms = dense_candidates(path, batch, args.threads, workdir)
+    windows, labels = window_candidates(layers, batch, args.threads, args.max_mb)
+    stats = time_interleaved({"probe": lambda: gemm.run(None, gemm_feed), **dense, **windows}, rounds=args.rounds)
+    ms = {k: v.p50 for k, v in stats.items()}
+    gflops = 2 * GEMM_N**3 / (ms["probe"] / 1000) / 1e9
+    floor_ms = 2 * count_macs(model_name, 224) * batch / (gflops * 1e9) * 1000
+    dense_ms = {"cut out": ms["dense"], "in the model, profiled": in_model_ms()}
+    per_layer = {}
+    for layer, count in layers.items():
+        per_b = {b: min(ms[f["qk"]], ms[f["qk_t"]]) + min(ms[f["av"]], ms[f["va_t"]]) for b, f in labels[layer].items()}
+        best = min(per_b, key=per_b.get)
+        per_layer[str(layer)] = {"count": count, "best_block": best, "ms": per_b[best], "per_block": per_b,
+                                 "softmax_ms": ms[f"softmax{layer}"]}  # fmt: skip
+    parts = {
+        "dense": min(dense_ms.values()),
+        "window MatMuls": sum(r["count"] * r["ms"] for r in per_layer.values()),
+        "softmax over 49": sum(r["count"] * r["softmax_ms"] for r in per_layer.values()),
+        "conv branch at the probe rate": sum(
+            n * 2 * conv_branch_macs(*layer[:4]) * batch for layer, n in layers.items()
+        )
+        / gflops
+        / 1e6,
+    }
+    bound_ms = sum(parts.values())
+    return {"batch": batch, "gemm_gflops": gflops, "floor_ms": floor_ms, "dense_ms": dense_ms, "layers": per_layer,
+            "parts_ms": parts, "bound_ms": bound_ms, "bound_ratio": bound_ms / floor_ms}  # fmt: skip
+
+
+def report(r: dict) -> None:
+    dense = ", ".join(f"{k} {v:.1f}" for k, v in r["dense_ms"].items())
+    print(
+        f"batch {r['batch']}: floor {r['floor_ms']:.1f} ms at {r['gemm_gflops']:.0f} GFLOP/s; "
+        f"dense GEMM kernels: {dense} ms"
+    )
+    print(f"  {'layer (side, stride, hd, heads, k)':<36} {'x':>2} {'best b':>6} {'MatMuls ms':>10}  per b (ms)")
+    for layer, row in r["layers"].items():
+        cells = " ".join(f"{b}:{t:.2f}" for b, t in row["per_block"].items())
+        print(f"  {layer:<36} {row['count']:>2} {row['best_block']:>6} {row['ms']:>10.2f}  {cells}")
+    parts = " + ".join(f"{k} {v:.1f}" for k, v in r["parts_ms"].items())
+    print(
+        f"  least any standard-op graph spends: {parts} = {r['bound_ms']:.1f} ms = {r['bound_ratio']:.2f}x the floor "
+        "(residual Adds, ReLUs and every copy counted as free)",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="acmix_resnet50")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-mb", type=float, default=256.0, help="skip block sizes whose logits exceed this")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    layers = attention_layers(args.model)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "deploy.onnx"
+        torch.manual_seed(0)
+        export_onnx(build_model(args.model), path, img_size=224, validate=False, force=True)
+        for batch in [int(b) for b in args.batches.split(",") if b]:
+            results.append(measure(args.model, path, layers, batch, args, Path(tmp)))
+            report(results[-1])
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
