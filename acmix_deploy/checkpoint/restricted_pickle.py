@@ -153,6 +153,8 @@ def _checked(rebuild: Any, name: str) -> Any:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
 _PLAIN = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "Counter"): collections.Counter,

@@ -186,8 +186,6 @@ def test_int8_cpu_small_runs(small_artifacts, tmp_path):
     assert _manifest(dst)["int8_target"] == "cpu"
 
 
-
-
 @pytest.mark.slow
 def test_int8_tensorrt_accuracy_on_digits(digits, tmp_path):
     from importlib.resources import files

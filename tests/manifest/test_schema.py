@@ -67,8 +67,18 @@ def test_batch_has_one_default_dynamic():
 
 @pytest.mark.parametrize(
     "batch",
-    [{"max": 0}, {"max": -3}, {"min": 4, "max": 2}, {"max": 2.5}, {"dynamic": "yes"}, {"dynamic": False, "min": 1},
-     {"max": 8, "opt": 9}, {"size": 3}, [1, 8], "dynamic"],
+    [
+        {"max": 0},
+        {"max": -3},
+        {"min": 4, "max": 2},
+        {"max": 2.5},
+        {"dynamic": "yes"},
+        {"dynamic": False, "min": 1},
+        {"max": 8, "opt": 9},
+        {"size": 3},
+        [1, 8],
+        "dynamic",
+    ],
 )
 def test_bad_batch_is_refused_in_one_line(batch):
     data = {**_manifest().to_dict(), "batch": batch}

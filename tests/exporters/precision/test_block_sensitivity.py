@@ -28,8 +28,6 @@ CKPT = files("acmix_deploy") / "data" / "demo" / "digits_acmix_resnet26.pth"
 FAST = {"samples": 8, "levels": ("stage",), "alone": False, "timing_rounds": 0}
 
 
-
-
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The installed entry point (cli.main maps errors to exit codes and one-line messages)."""
     return subprocess.run([sys.executable, "-m", "acmix_deploy.cli", *args], capture_output=True, text=True,
