@@ -47,8 +47,9 @@ encoding from a ``linspace`` grid at run time. Here (all folds computed in float
    -> Reshape a block, the "reshape Y to X's dimensions" pattern of TensorRT's dynamic-shape guide;
    no shape arithmetic). With ``reshape(-1, ...)`` the exported batch is a new unknown dimension and
    ORT cannot fuse the branch sum and the residual Add + ReLU into its conv kernels. Whole
-   ACmix-ResNet-50, interleaved, 15 rounds: 99.3 -> 96.1 ms at batch 1 (-3.2%), 952 -> 903 ms at
-   batch 8 (-5.1%); -4.5% / -3% in an earlier session's run.
+   ACmix-ResNet-50, interleaved (``scripts/bench_floor.py --onnx acmix_resnet50:before=OLD``): batch 1
+   -3.2% (15 rounds, GEMM probe at 147 GFLOP/s) and -0.4% (21 rounds, a quiet machine at 181);
+   batch 8 -5.1% and -1.3%; an earlier run -4.5% / -3%. Never slower.
 
 Measured per block (ORT CPU, 2 cores, batch 1, noisy machine): 4-50x faster than the official
 block in torch eager; max abs diff vs the official block 2-3e-6 (see tests/rewrite).
