@@ -148,9 +148,16 @@ class RecordedPrecision:
         return text
 
 
-def recorded_precision(artifact: str | Path) -> RecordedPrecision:
-    """The precision record of ``artifact``'s manifest (embedded, sidecar or engine); empty for checkpoints."""
-    manifest = _manifest_or_none(artifact)
+def recorded_precision(artifact: str | Path, manifest: Manifest | None = None) -> RecordedPrecision:
+    """The precision record of ``artifact``'s manifest (embedded, sidecar or engine); empty for checkpoints.
+
+    ``manifest``: the one its runner already read (so the file is not parsed twice); a checkpoint's
+    runner describes the model it built, which records no precision, so checkpoints stay empty.
+    """
+    from .runtimes import backend_for
+
+    if manifest is None or backend_for(artifact) == "torch":
+        manifest = _manifest_or_none(artifact)
     if manifest is None:
         return RecordedPrecision()
     report = manifest.precision_report if isinstance(manifest.precision_report, dict) else {}

@@ -66,5 +66,5 @@ def test_three_dimensional_output_is_refused(tmp_path):
     onnx.save(model, path)
     data = json.loads((tmp_path / "m.onnx.json").read_text())
     (tmp_path / "m.onnx.json").write_text(json.dumps({**data, "output_name": "scores3"}))
-    with pytest.raises(ManifestError, match="output .scores3. has shape"):
+    with pytest.raises(ManifestError, match=r"output 'scores3' has shape"):
         _load(path)
