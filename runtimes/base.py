@@ -63,7 +63,10 @@ class Runner(ABC):
 
     @property
     def manifest(self) -> Manifest:
-        self.activate()
+        """The artifact's manifest; loads the artifact on first use. A closed runner keeps the manifest
+        it loaded (metadata stays true after close), so asking for it does not load the artifact again."""
+        if self._manifest is None:
+            self.activate()
         assert self._manifest is not None
         return self._manifest
 

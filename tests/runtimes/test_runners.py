@@ -132,3 +132,30 @@ def test_torch_cuda_runner_with_phase_timing(small_artifacts):
         assert out.shape == (2, 10) and set(phases) == {"h2d_ms", "compute_ms", "d2h_ms"}
         result = benchmark([gpu], batches=[1, 4], warmup=1, iterations=3)
         assert all(row.cuda_phases_ms for row in result.rows)
+
+
+def test_a_closed_runner_answers_its_manifest_without_loading_again(tmp_path, monkeypatch):
+    """Callers read manifests after the ``with`` block (reports, saved outputs): that must not reload."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from acmix_deploy.runtimes.onnxruntime import OnnxRuntimeRunner
+
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["logits"])],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [192, 10], np.zeros(1920, np.float32))],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    loads = []
+    real = OnnxRuntimeRunner._load
+    monkeypatch.setattr(OnnxRuntimeRunner, "_load", lambda self: loads.append(1) or real(self))
+    with open_runner(path) as runner:
+        runner.infer(np.zeros((1, 3, 8, 8), np.float32))
+    assert runner.manifest.num_classes == 10 and len(loads) == 1
+    runner.infer(np.zeros((1, 3, 8, 8), np.float32))  # running again after close loads again, as before
+    assert len(loads) == 2
