@@ -241,7 +241,7 @@ def split_holdout(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     if count < 2:
         raise PrecisionError(
             f"the calibration source has {count} image(s): validation holds some out of calibration, so give "
-            "at least 2, or evaluation images (eval_dir / --eval-data)"
+            "at least 2, or evaluation images (export --eval-data, sensitivity --data)"
         )
     held = min(HELDOUT_IMAGES, max(1, round(count * HELDOUT_FRACTION)))
     order = np.random.default_rng(seed).permutation(count)
