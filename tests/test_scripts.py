@@ -110,3 +110,11 @@ def test_window_matmul_bound_counts_every_block_size_and_the_fewest_conv_macs():
     # stride 1: folded (108 C a pixel) = official fc + dep_conv; stride 2: fc at input resolution costs more
     assert conv_branch_macs(56, 1, 16, 4) == 108 * 64 * 56 * 56
     assert conv_branch_macs(28, 2, 32, 4) == 108 * 128 * 28 * 28
+
+
+def test_attention_contrib_bench_compares_the_same_function():
+    proc = _run("scripts/bench_attention_contrib.py", "--batches", "1", "--rounds", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "MultiHeadAttention" in proc.stdout
+    diff = float(proc.stdout.rsplit("max|diff| ", 1)[1].split()[0])
+    assert diff < 1e-4  # the two graphs compute the same attention
