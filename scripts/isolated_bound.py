@@ -69,19 +69,27 @@ def is_dense(node: onnx.NodeProto, initializers: Container[str]) -> bool:
 
 
 def kernels_only(
-    model: onnx.ModelProto, shapes: dict, keep: Sequence[str], *, dense_only: bool = False
+    model: onnx.ModelProto,
+    shapes: dict,
+    keep: Sequence[str],
+    *,
+    dense_only: bool = False,
+    drop: Callable[[onnx.NodeProto], bool] | None = None,
 ) -> tuple[onnx.ModelProto, dict, dict]:
     """A model of the nodes whose op is in ``keep``; returns it, its input shapes and its output shapes.
 
-    ``dense_only``: of the GEMM kernels, keep only the dense ones (:func:`is_dense`).
-    Raises ValueError when a kept node ran without recorded shapes (it would be timed on guesses).
+    ``dense_only``: of the GEMM kernels, keep only the dense ones (:func:`is_dense`); ``drop``: leave
+    out the nodes it is true for. Raises ValueError when a kept node ran without recorded shapes
+    (it would be timed on guesses).
     """
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
     nodes = [
         n
         for n in graph.node
-        if n.op_type in keep and not (dense_only and n.op_type in GEMM_KERNELS and not is_dense(n, initializers))
+        if n.op_type in keep
+        and not (dense_only and n.op_type in GEMM_KERNELS and not is_dense(n, initializers))
+        and not (drop is not None and drop(n))
     ]
     produced = {out for n in nodes for out in n.output}
     consumed: set[str] = set()
@@ -132,20 +140,54 @@ def bound_runner(model: onnx.ModelProto, inputs: dict, outputs: dict, threads: i
     return run
 
 
-def isolated_candidates(path: Path, batch: int, threads: int) -> dict[str, Callable[[], None]]:
-    """Three graphs cut from the model's optimised graph, each a call on fixed buffers.
+def swin_conv_path_macs(name: str) -> int | None:
+    """Fewest MACs Swin-ACmix's convolution path needs an image, as the official code computes it:
+    fc (3*heads -> 9 a head channel, 27 C a pixel) + dep_conv (9 -> heads a group, 3x3: 81 C a
+    pixel), for every block at its resolution. ``None`` for other families."""
+    from acmix_deploy.models.swin_acmix import SwinBlockACmix
+
+    if "swin" not in name:
+        return None
+    from acmix_deploy.models import build_model
+
+    blocks = [m for m in build_model(name.split(":")[0]).modules() if isinstance(m, SwinBlockACmix)]
+    return sum(108 * b.dim * b.input_resolution[0] * b.input_resolution[1] for b in blocks)
+
+
+def in_branch(family: str, branch: str) -> Callable[[onnx.NodeProto], bool]:
+    """Whether a node of the optimised graph belongs to ``branch`` (names as ``acmix-deploy profile`` folds them)."""
+    from acmix_deploy.families.nodes import node_branch
+
+    def test(node: onnx.NodeProto) -> bool:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        op = "Conv" if node.op_type == "FusedConv" else node.op_type
+        return node_branch(family, node.name, op, group) == branch
+
+    return test
+
+
+def isolated_candidates(
+    path: Path, batch: int, threads: int, without_branch: tuple[str, str] | None = None
+) -> dict[str, Callable[[], None]]:
+    """Graphs cut from the model's optimised graph, each a call on fixed buffers.
 
     ``dense``: the dense GEMM kernels (:func:`is_dense`), which every exact graph of the model runs;
     ``gemm``: every GEMM kernel; ``gemm+required``: with Softmax, LayerNorm and GELU too.
+    ``without_branch`` = (family, branch) adds ``gemm+required-<branch>``: the last without that
+    branch's kernels (a bound adds the branch back at its fewest MACs).
     """
     with tempfile.TemporaryDirectory() as tmp:
         model, shapes = optimized_graph(path, batch, threads, Path(tmp))
+    graphs = [
+        ("dense", GEMM_KERNELS, True, None),
+        ("gemm", GEMM_KERNELS, False, None),
+        ("gemm+required", GEMM_KERNELS + REQUIRED_KERNELS, False, None),
+    ]
+    if without_branch is not None:
+        family, branch = without_branch
+        graphs.append((f"gemm+required-{branch}", GEMM_KERNELS + REQUIRED_KERNELS, False, in_branch(family, branch)))
     out = {}
-    for label, keep, dense in (
-        ("dense", GEMM_KERNELS, True),
-        ("gemm", GEMM_KERNELS, False),
-        ("gemm+required", GEMM_KERNELS + REQUIRED_KERNELS, False),
-    ):
-        sub, inputs, outputs = kernels_only(model, shapes, keep, dense_only=dense)
+    for label, keep, dense, drop in graphs:
+        sub, inputs, outputs = kernels_only(model, shapes, keep, dense_only=dense, drop=drop)
         out[label] = bound_runner(sub, inputs, outputs, threads)
     return out

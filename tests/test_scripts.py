@@ -118,3 +118,20 @@ def test_attention_contrib_bench_compares_the_same_function():
     assert "MultiHeadAttention" in proc.stdout
     diff = float(proc.stdout.rsplit("max|diff| ", 1)[1].split()[0])
     assert diff < 1e-4  # the two graphs compute the same attention
+
+
+def test_swin_any_graph_bound_counts_the_official_conv_path_and_finds_its_nodes():
+    from onnx import helper
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from isolated_bound import in_branch, swin_conv_path_macs
+
+    # Swin-T: 108 C a pixel (fc 27 C + dep_conv 81 C) over 2/2/6/2 blocks at 56/28/14/7 px
+    assert swin_conv_path_macs("acmix_swin_tiny") == 108 * (96 * 56**2 * 2 + 192 * 28**2 * 2 + 384 * 14**2 * 6
+                                                            + 768 * 7**2 * 2)  # fmt: skip
+    assert swin_conv_path_macs("acmix_resnet50") is None
+    conv_path = in_branch("acmix_swin", "convolution")
+    assert conv_path(helper.make_node("Conv", ["x", "w"], ["y"], name="/blocks/blocks.0/attn/dep_conv/Conv", group=32))
+    assert conv_path(helper.make_node("FusedConv", ["x", "w"], ["y"], name="/blocks/blocks.3/attn/f_conv/Conv"))
+    assert not conv_path(helper.make_node("MatMul", ["x", "w"], ["y"], name="/blocks/blocks.0/attn/in_proj/q/MatMul"))
+    assert not conv_path(helper.make_node("MatMul", ["x", "w"], ["y"], name="/blocks/blocks.0/mlp/fc1/MatMul"))
