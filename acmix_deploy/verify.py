@@ -250,18 +250,17 @@ def verify(
             described = {"kind": "random", "seed": seed, "text": f"{len(x)} inputs, {RANDOM_INPUTS} (seed {seed})"}
         described["count"] = len(x)
         logits = [r.infer(x) for r in runners]
-        manifests = [r.manifest for r in runners]  # while loaded: a closed runner would load again
     on_images = described["kind"] != "random"
-    recorded = [recorded_precision(p, m) for p, m in zip(paths, manifests, strict=True)]
+    recorded = [recorded_precision(p, r.manifest) for p, r in zip(paths, runners, strict=True)]
     comparisons = []
-    for runner, manifest, out, rec in zip(runners[1:], manifests[1:], logits[1:], recorded[1:], strict=True):
+    for runner, out, rec in zip(runners[1:], logits[1:], recorded[1:], strict=True):
         choice = default_tolerance(recorded[0], rec, on_images)
         bounds = choice.tolerance
         if tolerance:
             bounds = replace(bounds, **tolerance)
         report = compare_outputs([logits[0]], [out], [len(x)], bounds, inputs=described["text"])
         source = choice.source + (f"; user {', '.join(sorted(tolerance))}" if tolerance else "")
-        precision = rec.precision or manifest.precision
+        precision = rec.precision or runner.manifest.precision
         comparisons.append(Comparison(runner.describe(), precision, report, source, _recorded_figures(rec, on_images)))
     saved = []
     if save_inputs is not None:
@@ -272,9 +271,9 @@ def verify(
                 )
             )
         )
-    for path, manifest, out in zip(outputs, manifests, logits, strict=bool(outputs)):
-        saved.append(str(atomic_write_bytes(path, npz_bytes({manifest.output_name: out}), force=force)))
-    reference_precision = recorded[0].precision or manifests[0].precision
+    for path, runner, out in zip(outputs, runners, logits, strict=bool(outputs)):
+        saved.append(str(atomic_write_bytes(path, npz_bytes({runner.manifest.output_name: out}), force=force)))
+    reference_precision = recorded[0].precision or runners[0].manifest.precision
     return VerifyReport(runners[0].describe(), reference_precision, described, comparisons, saved)
 
 
