@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from acmix_deploy.manifest import Manifest, ManifestError, check_graph, read_manifest
+from acmix_deploy.manifest import Manifest, ManifestError, check_graph, graph_io, read_manifest
 
 if TYPE_CHECKING:
     from .tensorrt import Finding
@@ -114,17 +114,13 @@ def inspect_onnx(path: str | Path, *, trt_major: int | None = None) -> OnnxInfo:
 
 
 def graph_problem(path: Path, manifest: Manifest) -> str:
-    """The one-line disagreement between ``manifest`` and the graph of ``path`` (empty when none)."""
-    import onnx
+    """The one-line disagreement between ``manifest`` and the graph of ``path`` (empty when none).
 
-    from .graph import graph_tensors
-
+    The graph's inputs and outputs are read straight from the file (``graph_io``): no onnx import,
+    no weights loaded, so ``inspect`` stays a metadata read.
+    """
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
-        return f"{path}: not a readable ONNX model ({type(exc).__name__})"
-    try:
-        check_graph(path, manifest, *graph_tensors(proto))
+        check_graph(path, manifest, *graph_io(path))
     except ManifestError as exc:
         return str(exc)
     return ""

@@ -14,7 +14,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from acmix_deploy.fileio import atomic_output, atomic_write_text
-from acmix_deploy.manifest import MANIFEST_KEY, GraphTensor, Manifest, sidecar_path
+from acmix_deploy.manifest import MANIFEST_KEY, Manifest, sidecar_path
 
 TWO_GB = 2**31
 
@@ -56,21 +56,6 @@ def float64_tensors(model: onnx.ModelProto) -> list[str]:
         if node.op_type == "Cast" and any(a.name == "to" and a.i == double for a in node.attribute):
             names.append(node.name or node.output[0])
     return names
-
-
-def graph_tensors(model: onnx.ModelProto) -> tuple[list[GraphTensor], list[GraphTensor]]:
-    """The graph's declared inputs (initializers excluded) and outputs, as :func:`acmix_deploy.manifest.check_graph`
-    compares them with a manifest: a fixed dimension as its int, a free one as its name (None when unnamed)."""
-
-    def tensor(value: onnx.ValueInfoProto) -> GraphTensor:
-        dims = value.type.tensor_type.shape.dim
-        return GraphTensor(
-            value.name, tuple(d.dim_value if d.HasField("dim_value") else d.dim_param or None for d in dims)
-        )
-
-    initializers = {t.name for t in model.graph.initializer}
-    inputs = [tensor(i) for i in model.graph.input if i.name not in initializers]
-    return inputs, [tensor(o) for o in model.graph.output]
 
 
 def embed_manifest(model: onnx.ModelProto, manifest_json: str) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from acmix_deploy.errors import AcmixDeployError
 from acmix_deploy.fileio import atomic_write_text
 from acmix_deploy.labels import labels_for
-from acmix_deploy.manifest import Manifest, ManifestError, check_graph, read_manifest
+from acmix_deploy.manifest import Manifest, ManifestError, check_graph, graph_io, read_manifest
 
 from .triton_config import KINDS, PRECISION_MODES, ServingSettings, config_text, read_settings, signature
 
@@ -233,15 +233,11 @@ def write_triton_repository(
     manifest = _served_manifest(artifact)
     data_files = []
     if platform == "onnxruntime_onnx":
-        from .graph import graph_tensors  # imports onnx: only for an ONNX model
-
-        proto = _onnx_proto(artifact)
         try:  # the config must name tensors the model has, at the shapes it has
-            check_graph(artifact, manifest, *graph_tensors(proto))
+            check_graph(artifact, manifest, *graph_io(artifact))
         except ManifestError as exc:
             raise TritonError(str(exc)) from None
-        data_files = _external_data(artifact, proto)
-        del proto
+        data_files = external_data_files(artifact)
     if filename in data_files:
         raise TritonError(f"{artifact}: an external data file is named {filename}, the name Triton gives the model")
 

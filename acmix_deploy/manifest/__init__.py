@@ -6,7 +6,7 @@ never imports onnx, onnxruntime or tensorrt).
 """
 
 from .engine import ENGINE_SIDECAR_FORMAT, ENGINE_SIDECAR_VERSION, EngineSidecar
-from .graph import GraphTensor, check_graph, graph_mismatch
+from .graph import GraphTensor, check_graph, graph_io, graph_mismatch
 from .reader import (
     ENGINE_SUFFIXES,
     embedded_manifest,
@@ -49,6 +49,7 @@ __all__ = [
     "check_graph",
     "embedded_manifest",
     "find_manifest",
+    "graph_io",
     "graph_mismatch",
     "is_engine",
     "read_engine_sidecar",

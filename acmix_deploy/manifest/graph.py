@@ -5,7 +5,8 @@ edited. Whoever is about to act on one (the ONNX Runtime runner, the Triton expo
 compares it with the graph's declared inputs and outputs here: tensor names, the image size, the
 batch (dynamic or fixed, and which size) and the class count. The graph side is plain names and
 shapes (:class:`GraphTensor`), so this module reads no ONNX itself (the core imports no onnx):
-callers describe the graph from an ONNX Runtime session or an ``onnx`` proto.
+callers describe the graph from an ONNX Runtime session, or :func:`graph_io` reads the declared
+inputs and outputs straight from the file (a few kilobytes of it, no onnx import).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .onnx_metadata import OnnxMetadataError, read_onnx_io
 from .schema import BatchSpec, Manifest, ManifestError
 
 MAX_MESSAGE = 300  # names come from the file: a long list must not flood the one-line message
@@ -25,6 +27,21 @@ class GraphTensor:
 
     name: str
     shape: tuple[int | str | None, ...]
+
+
+def graph_io(path: str | Path) -> tuple[list[GraphTensor], list[GraphTensor]]:
+    """An ONNX file's declared inputs (initializers excluded) and outputs, read without loading the graph.
+
+    Raises:
+        ManifestError: not a readable ONNX model (one line naming the file).
+    """
+    try:
+        inputs, outputs = read_onnx_io(path)
+    except OnnxMetadataError as exc:
+        raise ManifestError(f"{path}: not a readable ONNX model ({exc})") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return [GraphTensor(n, d) for n, d in inputs], [GraphTensor(n, d) for n, d in outputs]
 
 
 def _fixed(dim: int | str | None) -> int | None:
@@ -70,4 +87,4 @@ def check_graph(
         raise ManifestError(f"{artifact}: the graph does not match the manifest: {problem}"[:MAX_MESSAGE])
 
 
-__all__ = ["GraphTensor", "check_graph", "graph_mismatch"]
+__all__ = ["GraphTensor", "check_graph", "graph_io", "graph_mismatch"]

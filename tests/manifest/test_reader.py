@@ -147,3 +147,48 @@ def test_engine_without_sidecar(tmp_path):
     engine.write_bytes(b"plan")
     with pytest.raises(ManifestError, match="no sidecar"):
         read_manifest(engine)
+
+
+def _onnx_io(model: onnx.ModelProto) -> tuple[list, list]:
+    """What onnx itself says the declared inputs (initializers excluded) and outputs are."""
+
+    def dims(v):
+        return tuple(
+            d.dim_value if d.HasField("dim_value") else d.dim_param or None for d in v.type.tensor_type.shape.dim
+        )
+
+    inits = {t.name for t in model.graph.initializer}
+    return ([(v.name, dims(v)) for v in model.graph.input if v.name not in inits],
+            [(v.name, dims(v)) for v in model.graph.output])  # fmt: skip
+
+
+def test_graph_io_reader_agrees_with_onnx(tmp_path, small_artifacts):
+    from acmix_deploy.manifest.onnx_metadata import read_onnx_io
+
+    path = _onnx(tmp_path / "m.onnx", {MANIFEST_KEY: _manifest().to_json()})
+    assert read_onnx_io(path) == _onnx_io(onnx.load(str(path))) == ([("input", ("batch", 3, 8, 8))],
+                                                                     [("logits", ("batch", 4))])  # fmt: skip
+    # an initializer also listed as an input (IR < 4 style), an unnamed free dim, no shape, two outputs
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2], [1.0, 2.0])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"]), helper.make_node("Identity", ["y"], ["z"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2]), helper.make_tensor_value_info("w", 1, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("z", 1, [-1, 2])],
+        [w],
+    )
+    odd = tmp_path / "odd.onnx"
+    onnx.save(helper.make_model(graph), str(odd))
+    assert read_onnx_io(odd) == _onnx_io(onnx.load(str(odd))) == ([("x", (None, 2))], [("y", ()), ("z", (-1, 2))])
+    real = small_artifacts["onnx"]
+    assert read_onnx_io(real) == _onnx_io(onnx.load(str(real)))
+
+
+@pytest.mark.parametrize("data", [b"\x80", b"\x3a\x05ab", b"\x3a\x02\x5a\x05", b"\x00\x01", b"\x72\x00"])
+def test_graph_io_reader_rejects_malformed_protobuf_and_a_file_without_graph(tmp_path, data):
+    from acmix_deploy.manifest.onnx_metadata import read_onnx_io
+
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data)
+    with pytest.raises(OnnxMetadataError):
+        read_onnx_io(path)
