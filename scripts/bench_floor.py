@@ -48,7 +48,14 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from isolated_bound import isolated_candidates, swin_conv_path_macs
+from isolated_bound import (
+    GEMM_KERNELS,
+    REQUIRED_KERNELS,
+    event_shapes,
+    isolated_candidates,
+    node_group,
+    swin_conv_path_macs,
+)
 
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
@@ -57,9 +64,16 @@ from acmix_deploy.runtimes.onnxruntime import ort_session
 from acmix_deploy.timing import time_interleaved
 
 GEMM_N = 2048
-GEMM_OPS = ("Conv", "FusedConv", "MatMul", "FusedMatMul", "Gemm")
-# non-GEMM kernels the models' math needs whatever the graph looks like (their fused ORT forms included)
-REQUIRED_OPS = ("Softmax", "LayerNormalization", "SkipLayerNormalization", "Gelu", "BiasGelu")
+
+
+def probe_gflops(probe_ms: float) -> float:
+    """The fp32 rate one GEMM_N³ probe call of ``probe_ms`` milliseconds shows."""
+    return 2 * GEMM_N**3 / (probe_ms / 1000) / 1e9
+
+
+def floor_ms(model: str, batch: int, gflops: float) -> float:
+    """The model's floor: its conv + matmul MACs (``MODEL`` or ``MODEL:TAG``) for ``batch`` images at ``gflops``."""
+    return 2 * count_macs(model.split(":")[0], 224) * batch / (gflops * 1e9) * 1000
 
 
 def gemm_probe(threads: int):
@@ -84,10 +98,6 @@ def _prod(shape) -> int:
     for d in shape:
         out *= int(d)
     return out
-
-
-def _shapes(args: dict, key: str) -> list[list[int]]:
-    return [next(iter(item.values())) for item in args.get(key, [])]
 
 
 def kernel_macs(op: str, inputs: list[list[int]], outputs: list[list[int]]) -> int:
@@ -132,7 +142,7 @@ def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
         events = json.loads(Path(session.end_profiling()).read_text())
     model_runs = sorted(e["ts"] + e["dur"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
     skip_until = model_runs[0] if model_runs else 0  # the warm-up run
-    gflops = 2 * GEMM_N**3 / float(np.median(probe_s)) / 1e9
+    gflops = probe_gflops(1000 * float(np.median(probe_s)))
     total_us, gemm_us, required_us, macs = 0.0, 0.0, 0.0, 0
     by_op: dict[str, float] = {}
     shapes: dict[tuple, dict] = {}
@@ -143,11 +153,11 @@ def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
         op = args.get("op_name", "?")
         total_us += e["dur"]
         by_op[op] = by_op.get(op, 0.0) + e["dur"]
-        if op in REQUIRED_OPS:
+        if op in REQUIRED_KERNELS:
             required_us += e["dur"]
-        if op not in GEMM_OPS:
+        if op not in GEMM_KERNELS:
             continue
-        ins, outs = _shapes(args, "input_type_shape"), _shapes(args, "output_type_shape")
+        ins, outs = event_shapes(args, "input_type_shape"), event_shapes(args, "output_type_shape")
         n = kernel_macs(op, ins, outs)
         gemm_us += e["dur"]
         macs += n
@@ -157,7 +167,7 @@ def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
         entry["macs"] += n
         entry["calls"] += 1
     per_run = 1000.0 * rounds  # us summed over rounds -> ms per run
-    floor_ms = 2 * count_macs(name.split(":")[0], 224) * batch / (gflops * 1e9) * 1000
+    floor = floor_ms(name, batch, gflops)
     rows = []
     for (op, ins, out), entry in sorted(shapes.items(), key=lambda kv: -kv[1]["us"]):
         rate = 2 * entry["macs"] / (entry["us"] / 1e6) / 1e9 if entry["us"] else 0.0
@@ -179,12 +189,12 @@ def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
         "kernel_ms": total_us / per_run,
         "gemm_kernel_ms": gemm_us / per_run,
         "gemm_kernel_gmac": macs / rounds / 1e9,
-        "floor_ms": floor_ms,
+        "floor_ms": floor,
         "gemm_gflops": gflops,
-        "bound_ratio": gemm_us / per_run / floor_ms,
+        "bound_ratio": gemm_us / per_run / floor,
         "gemm_share": gemm_us / total_us if total_us else 0.0,
         "required_kernel_ms": required_us / per_run,
-        "bound_with_required": (gemm_us + required_us) / per_run / floor_ms,
+        "bound_with_required": (gemm_us + required_us) / per_run / floor,
         "by_op_ms": {k: v / per_run for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
         "shapes": rows,
     }
@@ -233,14 +243,14 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     without = (read_manifest(path).family, "convolution") if conv_macs is not None else None
     candidates.update(isolated_candidates(path, batch, threads, without_branch=without))
     stats = time_interleaved(candidates, rounds=rounds, warmup=1)
-    gflops = 2 * GEMM_N**3 / (stats["probe"].p50 / 1000) / 1e9
-    floor_ms = 2 * count_macs(name.split(":")[0], 224) * batch / (gflops * 1e9) * 1000
-    row = {"model": name, "batch": batch, "gemm_gflops": gflops, "floor_ms": floor_ms}
+    gflops = probe_gflops(stats["probe"].p50)
+    floor = floor_ms(name, batch, gflops)
+    row = {"model": name, "batch": batch, "gemm_gflops": gflops, "floor_ms": floor}
     for label in ("model", "dense", "gemm", "gemm+required"):
         row[f"{label}_ms"] = stats[label].p50
-        row[f"{label}_ratio"] = stats[label].p50 / floor_ms
+        row[f"{label}_ratio"] = stats[label].p50 / floor
     print(
-        f"{name} batch {batch}: floor {floor_ms:.1f} ms at {gflops:.0f} GFLOP/s; model {row['model_ms']:.1f} ms "
+        f"{name} batch {batch}: floor {floor:.1f} ms at {gflops:.0f} GFLOP/s; model {row['model_ms']:.1f} ms "
         f"({row['model_ratio']:.2f}x); dense GEMM kernels {row['dense_ms']:.1f} ms ({row['dense_ratio']:.2f}x); "
         f"GEMM kernels alone {row['gemm_ms']:.1f} ms ({row['gemm_ratio']:.2f}x); "
         f"+ Softmax, LayerNorm, GELU {row['gemm+required_ms']:.1f} ms ({row['gemm+required_ratio']:.2f}x)",
@@ -249,7 +259,7 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     if conv_macs is not None:
         rest = stats["gemm+required-convolution"].p50
         conv_ms = 2 * conv_macs * batch / (gflops * 1e9) * 1000
-        row.update(any_graph_ms=rest + conv_ms, any_graph_ratio=(rest + conv_ms) / floor_ms)
+        row.update(any_graph_ms=rest + conv_ms, any_graph_ratio=(rest + conv_ms) / floor)
         print(
             f"  any exact graph: those without the conv path {rest:.1f} ms + the conv path at its fewest MACs "
             f"at the probe rate {conv_ms:.1f} ms = {row['any_graph_ms']:.1f} ms ({row['any_graph_ratio']:.2f}x)",
@@ -263,7 +273,7 @@ def _node_index(path: Path) -> dict[str, tuple[str, int]]:
     model = onnx.load(str(path), load_external_data=False)
     index: dict[str, tuple[str, int]] = {}
     for node in model.graph.node:
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        group = node_group(node)
         for key in (node.name, *node.output):
             index.setdefault(key, (node.op_type, group))
     return index
@@ -411,27 +421,27 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 stats = time_interleaved(candidates, rounds=args.rounds, warmup=1)
             gemm_ms = stats["gemm"].p50
-            gflops = 2 * GEMM_N**3 / (gemm_ms / 1000) / 1e9
+            gflops = probe_gflops(gemm_ms)
             print(
                 f"batch {batch}: fp32 GEMM {GEMM_N}^3 {gemm_ms:.1f} ms = {gflops:.0f} GFLOP/s ({args.threads} threads)"
             )
             for m in [*models, *baselines]:
-                floor_ms = 2 * macs[m] * batch / (gflops * 1e9) * 1000
+                floor = floor_ms(m, batch, gflops)
                 ms = stats[m].p50
                 rows.append(
                     {
                         "model": m,
                         "batch": batch,
                         "ms": ms,
-                        "floor_ms": floor_ms,
-                        "ratio": ms / floor_ms,
+                        "floor_ms": floor,
+                        "ratio": ms / floor,
                         "gmac": macs[m] / 1e9,
                         "gemm_gflops": gflops,
                     }
                 )
                 print(
-                    f"  {m:<26} {ms:8.1f} ms   floor {floor_ms:7.1f} ms ({macs[m] / 1e9:.2f} GMAC/img)"
-                    f"   ratio {ms / floor_ms:5.2f}x"
+                    f"  {m:<26} {ms:8.1f} ms   floor {floor:7.1f} ms ({macs[m] / 1e9:.2f} GMAC/img)"
+                    f"   ratio {ms / floor:5.2f}x"
                 )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

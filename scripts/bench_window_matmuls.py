@@ -36,12 +36,11 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_floor import GEMM_N, gemm_probe
+from bench_floor import floor_ms, gemm_probe, probe_gflops
 from isolated_bound import GEMM_KERNELS, bound_runner, is_dense, kernels_only, optimized_graph
 
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
-from acmix_deploy.models.complexity import count_macs
 from acmix_deploy.rewrite.acmix_block import DeployACmix
 from acmix_deploy.rewrite.resnet import DeployACmixResNet
 from acmix_deploy.runtimes.onnxruntime import ort_session
@@ -169,8 +168,8 @@ def measure(model_name: str, path: Path, layers: Counter, batch: int, args, work
     windows, labels = window_candidates(layers, batch, args.threads, args.max_mb)
     stats = time_interleaved({"probe": lambda: gemm.run(None, gemm_feed), **dense, **windows}, rounds=args.rounds)
     ms = {k: v.p50 for k, v in stats.items()}
-    gflops = 2 * GEMM_N**3 / (ms["probe"] / 1000) / 1e9
-    floor_ms = 2 * count_macs(model_name, 224) * batch / (gflops * 1e9) * 1000
+    gflops = probe_gflops(ms["probe"])
+    floor = floor_ms(model_name, batch, gflops)
     dense_ms = {"cut out": ms["dense"], "in the model, profiled": in_model_ms()}
     per_layer = {}
     for layer, count in layers.items():
@@ -189,8 +188,8 @@ def measure(model_name: str, path: Path, layers: Counter, batch: int, args, work
         / 1e6,
     }
     bound_ms = sum(parts.values())
-    return {"batch": batch, "gemm_gflops": gflops, "floor_ms": floor_ms, "dense_ms": dense_ms, "layers": per_layer,
-            "parts_ms": parts, "bound_ms": bound_ms, "bound_ratio": bound_ms / floor_ms}  # fmt: skip
+    return {"batch": batch, "gemm_gflops": gflops, "floor_ms": floor, "dense_ms": dense_ms, "layers": per_layer,
+            "parts_ms": parts, "bound_ms": bound_ms, "bound_ratio": bound_ms / floor}  # fmt: skip
 
 
 def report(r: dict) -> None:

@@ -34,6 +34,16 @@ GEMM_KERNELS = ("Conv", "FusedConv", "MatMul", "FusedMatMul", "Gemm")
 REQUIRED_KERNELS = ("Softmax", "LayerNormalization", "SkipLayerNormalization", "Gelu", "BiasGelu")
 
 
+def event_shapes(args: dict, key: str) -> list[list[int]]:
+    """The shapes ORT's profiler recorded for a kernel (``input_type_shape`` / ``output_type_shape``)."""
+    return [next(iter(item.values())) for item in args.get(key, [])]
+
+
+def node_group(node: onnx.NodeProto) -> int:
+    """A node's ``group`` attribute (1 when it has none, as for every non-grouped op)."""
+    return next((a.i for a in node.attribute if a.name == "group"), 1)
+
+
 def _kernel_shapes(events: list[dict]) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
     """Node name -> (input shapes, output shapes), from one profiled run."""
     shapes: dict[str, tuple[list[list[int]], list[list[int]]]] = {}
@@ -41,9 +51,10 @@ def _kernel_shapes(events: list[dict]) -> dict[str, tuple[list[list[int]], list[
         if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
             continue
         args = e.get("args", {})
-        ins = [next(iter(d.values())) for d in args.get("input_type_shape", [])]
-        outs = [next(iter(d.values())) for d in args.get("output_type_shape", [])]
-        shapes[e["name"].removesuffix("_kernel_time")] = (ins, outs)
+        shapes[e["name"].removesuffix("_kernel_time")] = (
+            event_shapes(args, "input_type_shape"),
+            event_shapes(args, "output_type_shape"),
+        )
     return shapes
 
 
@@ -64,7 +75,7 @@ def is_dense(node: onnx.NodeProto, initializers: Container[str]) -> bool:
     convolutions: the conv branch) are where the deploy forms differ, in shape and in wasted work.
     """
     if node.op_type in ("Conv", "FusedConv"):
-        return next((a.i for a in node.attribute if a.name == "group"), 1) == 1
+        return node_group(node) == 1
     return node.op_type in ("MatMul", "FusedMatMul", "Gemm") and any(i in initializers for i in node.input[1:2])
 
 
@@ -159,9 +170,8 @@ def in_branch(family: str, branch: str) -> Callable[[onnx.NodeProto], bool]:
     from acmix_deploy.families.nodes import node_branch
 
     def test(node: onnx.NodeProto) -> bool:
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
         op = "Conv" if node.op_type == "FusedConv" else node.op_type
-        return node_branch(family, node.name, op, group) == branch
+        return node_branch(family, node.name, op, node_group(node)) == branch
 
     return test
 
