@@ -48,14 +48,7 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from isolated_bound import (
-    GEMM_KERNELS,
-    REQUIRED_KERNELS,
-    event_shapes,
-    isolated_candidates,
-    node_group,
-    swin_conv_path_macs,
-)
+import isolated_bound as cut  # the kernels of the optimised graph, cut out (scripts/ is on sys.path)
 
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
@@ -153,11 +146,11 @@ def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
         op = args.get("op_name", "?")
         total_us += e["dur"]
         by_op[op] = by_op.get(op, 0.0) + e["dur"]
-        if op in REQUIRED_KERNELS:
+        if op in cut.REQUIRED_KERNELS:
             required_us += e["dur"]
-        if op not in GEMM_KERNELS:
+        if op not in cut.GEMM_KERNELS:
             continue
-        ins, outs = event_shapes(args, "input_type_shape"), event_shapes(args, "output_type_shape")
+        ins, outs = cut.event_shapes(args, "input_type_shape"), cut.event_shapes(args, "output_type_shape")
         n = kernel_macs(op, ins, outs)
         gemm_us += e["dur"]
         macs += n
@@ -239,9 +232,9 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     session = ort_session(path, threads=threads)
     candidates = {"probe": lambda: gemm.run(None, gemm_feed), "model": lambda: session.run(None, {"input": x})}
-    conv_macs = swin_conv_path_macs(name)
+    conv_macs = cut.swin_conv_path_macs(name)
     without = (read_manifest(path).family, "convolution") if conv_macs is not None else None
-    candidates.update(isolated_candidates(path, batch, threads, without_branch=without))
+    candidates.update(cut.isolated_candidates(path, batch, threads, without_branch=without))
     stats = time_interleaved(candidates, rounds=rounds, warmup=1)
     gflops = probe_gflops(stats["probe"].p50)
     floor = floor_ms(name, batch, gflops)
@@ -273,7 +266,7 @@ def _node_index(path: Path) -> dict[str, tuple[str, int]]:
     model = onnx.load(str(path), load_external_data=False)
     index: dict[str, tuple[str, int]] = {}
     for node in model.graph.node:
-        group = node_group(node)
+        group = cut.node_group(node)
         for key in (node.name, *node.output):
             index.setdefault(key, (node.op_type, group))
     return index
