@@ -1,7 +1,15 @@
-"""Graph passes run on every exported ONNX: fold constants, clean up, sort, check, infer shapes.
+"""Graph passes run on every exported ONNX: fold constants, merge chained Slices, clean up, sort,
+check, infer shapes.
 
 onnx-graphsurgeon does the folding (through ONNX Runtime) and dead-node removal; ``onnx.checker``
 with ``full_check`` then validates the result, including strict shape inference.
+
+``torch.onnx`` exports an index over several dimensions (``t[:, :, 1:8, :, :6]``) as one Slice per
+dimension. ONNX Runtime runs each Slice as a copy and does not merge them, so the first copy
+exists only to be cut again. :func:`merge_chained_slices` makes them one Slice over all the axes:
+exact (slices of different axes commute), and on ACmix-ResNet-50, whose halo gathers are such
+chains (35 of them), ORT ran the model 2.8% faster at batch 1 and 4.2% at batch 8 (interleaved,
+``scripts/bench_floor.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
@@ -23,6 +32,8 @@ def optimize_graph(model: onnx.ModelProto, *, batch_dim: int | str) -> onnx.Mode
     """Fold constants, remove dead nodes, toposort; name the batch dimension of inputs/outputs."""
     graph = gs.import_onnx(model)
     graph.fold_constants(fold_shapes=True, partitioning=None, error_ok=False)
+    graph.cleanup(remove_unused_graph_inputs=False)
+    merge_chained_slices(graph)
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     for tensor in (*graph.inputs, *graph.outputs):
         if tensor.shape:
@@ -33,6 +44,48 @@ def optimize_graph(model: onnx.ModelProto, *, batch_dim: int | str) -> onnx.Mode
     del out.opset_import[:]
     out.opset_import.extend(model.opset_import)
     return out
+
+
+def _slice_params(node: gs.Node) -> list[np.ndarray] | None:
+    """starts, ends, axes, steps of a Slice whose parameters are all constants; else None."""
+    if node.op != "Slice" or not 4 <= len(node.inputs) <= 5:
+        return None
+    params = node.inputs[1:]
+    if not all(isinstance(t, gs.Constant) for t in params):
+        return None
+    starts, ends, axes, *steps = (np.asarray(t.values).reshape(-1) for t in params)
+    steps_or_ones = steps[0] if steps else np.ones_like(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps_or_ones) or (axes < 0).any():
+        return None
+    return [starts, ends, axes, steps_or_ones]
+
+
+def merge_chained_slices(graph: gs.Graph) -> int:
+    """Fold every Slice fed only by another Slice of different axes into one; returns how many.
+
+    Only constant parameters with non-negative axes are merged, and only where the first Slice's
+    output has no other consumer and is not a graph output (so no copy is needed twice).
+    """
+    outputs = {id(t) for t in graph.outputs}
+    merged = 0
+    for node in list(graph.nodes):  # topological order after cleanup: chains of 3+ fold from the top
+        second = _slice_params(node)
+        link = node.inputs[0] if second is not None else None
+        if link is None or len(link.inputs) != 1 or len(link.outputs) != 1 or id(link) in outputs:
+            continue
+        producer = link.inputs[0]
+        first = _slice_params(producer)
+        if first is None or set(first[2].tolist()) & set(second[2].tolist()):
+            continue
+        # int64 for all four: ONNX wants one index type, and int64 holds either Slice's values
+        joined = [np.concatenate([a, b]).astype(np.int64) for a, b in zip(first, second, strict=True)]
+        prefix = f"{node.name or 'slice'}_merged{merged}"
+        names = ("starts", "ends", "axes", "steps")
+        params = [gs.Constant(f"{prefix}_{name}", values) for name, values in zip(names, joined, strict=True)]
+        node.inputs = [producer.inputs[0], *params]
+        producer.outputs.clear()
+        merged += 1
+    return merged
 
 
 def check_and_infer(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -81,6 +81,9 @@ def test_resnet_graph_is_clean(resnet_onnx):
     assert not ops & FORBIDDEN_IN_RESNET, ops & FORBIDDEN_IN_RESNET
     assert_no_shape_arithmetic(proto)
     assert sum(n.op_type == "Shape" for n in proto.graph.node) <= 8  # one per ACmix block at most
+    slices = {n.output[0] for n in proto.graph.node if n.op_type == "Slice"}
+    chained = [n.name for n in proto.graph.node if n.op_type == "Slice" and n.input[0] in slices]
+    assert chained == []  # the halo gathers' per-axis Slices are merged (graph passes)
     doubles = [t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.DOUBLE]
     assert doubles == []
     assert report.nodes == len(proto.graph.node) < 300
