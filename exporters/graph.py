@@ -61,30 +61,33 @@ def _slice_params(node: gs.Node) -> list[np.ndarray] | None:
 
 
 def merge_chained_slices(graph: gs.Graph) -> int:
-    """Fold every Slice fed only by another Slice of different axes into one; returns how many.
+    """Fold every Slice that only feeds Slices of other axes into each of them; returns how many.
 
-    Only constant parameters with non-negative axes are merged, and only where the first Slice's
-    output has no other consumer and is not a graph output (so no copy is needed twice).
+    Only constant parameters with non-negative axes are merged, and only where every consumer of
+    the first Slice's output is such a Slice and the output is not a graph output, so the first
+    copy disappears (torch.onnx shares a common leading Slice between index expressions).
     """
     outputs = {id(t) for t in graph.outputs}
     merged = 0
-    for node in list(graph.nodes):  # topological order after cleanup: chains of 3+ fold from the top
-        second = _slice_params(node)
-        link = node.inputs[0] if second is not None else None
-        if link is None or len(link.inputs) != 1 or len(link.outputs) != 1 or id(link) in outputs:
-            continue
-        producer = link.inputs[0]
+    for producer in list(graph.nodes):  # topological order: chains of 3+ fold from the top
         first = _slice_params(producer)
-        if first is None or set(first[2].tolist()) & set(second[2].tolist()):
+        if first is None or id(producer.outputs[0]) in outputs:
             continue
-        # int64 for all four: ONNX wants one index type, and int64 holds either Slice's values
-        joined = [np.concatenate([a, b]).astype(np.int64) for a, b in zip(first, second, strict=True)]
-        prefix = f"{node.name or 'slice'}_merged{merged}"
-        names = ("starts", "ends", "axes", "steps")
-        params = [gs.Constant(f"{prefix}_{name}", values) for name, values in zip(names, joined, strict=True)]
-        node.inputs = [producer.inputs[0], *params]
+        link = producer.outputs[0]
+        consumers = list(link.outputs)
+        seconds = [_slice_params(node) if node.inputs[0] is link else None for node in consumers]
+        axes = set(first[2].tolist())
+        if not consumers or any(p is None or axes & set(p[2].tolist()) for p in seconds):
+            continue
+        for node, second in zip(consumers, seconds, strict=True):
+            # int64 for all four: ONNX wants one index type, and int64 holds either Slice's values
+            joined = [np.concatenate([a, b]).astype(np.int64) for a, b in zip(first, second, strict=True)]
+            prefix = f"{node.name or 'slice'}_merged{merged}"
+            names = ("starts", "ends", "axes", "steps")
+            params = [gs.Constant(f"{prefix}_{name}", values) for name, values in zip(names, joined, strict=True)]
+            node.inputs = [producer.inputs[0], *params]
+            merged += 1
         producer.outputs.clear()
-        merged += 1
     return merged
 
 

@@ -24,10 +24,15 @@ encoding from a ``linspace`` grid at run time. Here (all folds computed in float
    strided Slice, which equals the official ``q[::2, ::2]``.
 5. The window attention is blocked ("halo") masked attention: the output map is cut into b x b
    query blocks; a block's keys/values are the (s*b + k_att - s)² patch of the reflect-padded k/v
-   map around it. Tiles of the padded map are cut by one reshape/transpose, each halo is a tile
-   plus the first k_att - s rows/columns of its lower/right neighbours (Slice + Concat, no
-   Gather). ``logits = q k + mask`` (0 inside the query's window, -1e4 outside: exp underflows to
-   exactly 0 in fp32, and the value fits fp16), softmax over keys, ``attn·v``. Reflect padding
+   map around it. Tiles of the padded map are cut by one reshape/transpose; a halo is its tile
+   plus the first k_att - s rows/columns of its lower/right neighbours, built as ONE Concat of
+   pieces (the tile, the right and lower strips, the corner: one Slice each, no Gather), so its
+   keys are ordered piece by piece and the mask's columns follow that order. Against building
+   the halo rows then columns (two rounds of Slice + Concat), ACmix-ResNet-50 interleaved
+   (``scripts/bench_floor.py --onnx``): batch 1 -3.4% and -2.7%, batch 8 -2.2% and -5.7%; batch 8
+   kernel profile: Slice 62.5 -> 41.1 ms, Concat 46.6 -> 28.1 ms. ``logits = q k + mask`` (0
+   inside the query's window, -1e4 outside: exp underflows to exactly 0 in fp32, and the value
+   fits fp16), softmax over keys, ``attn·v``. Reflect padding
    duplicates border pixels; the official unfold counts those padded positions separately and so
    does this (same padded coordinates), so the result is exact. Maps of <= 16 px are one block.
    Two MatMuls replace 49 window products: fewer, larger operators. k and v are padded and cut
@@ -67,6 +72,14 @@ Tried and dropped (exact, measured interleaved against this form, whole ACmix-Re
   ``scripts/bench_window_matmuls.py``): the halo copies double and the whole model measured equal at
   batch 1 (105.7 / 112.1 vs 109.1 / 110.8 ms, two runs) and 4% slower at batch 8 (1058 vs 1016
   ms); 4 px blocks at 28 px too: +2% at batch 1. ``block=4`` stays available (exact, tested).
+- q, k and v kept NCHW until one transpose each that both cuts them into blocks/tiles and moves
+  hd innermost (padding and the pe add in NCHW): one transpose fewer per tensor, but those
+  transposes move single floats across a 7-D permutation, and the whole model measured +34% at
+  batch 1 and +20% at batch 8.
+- q/k/v without the Split: three 1x1 projections (or one, ordered q|k|v, and a contiguous Split)
+  and the conv branch as three grouped convs, one per q/k/v (m = 2: half the zero-weight MACs of
+  m = 4), summed in ORT's conv kernels: equal at batch 1, batch 8 -5% and +3% (two runs); m = 4:
+  +2% / +3.5%.
 - Folding the window mask into the first MatMul: the mask is ``r(row) + c(col)`` with each term a
   function of (key coordinate mod halo) and the query, so one-hot key coordinates appended to k
   and the matching 0/-1e4 rows appended to q compute ``q·k + mask`` in the MatMul, K 16 -> 44.
@@ -220,11 +233,29 @@ class DeployACmix(nn.Module):
         inside = (pos[None, :] >= self.stride * u[:, None]) & (pos[None, :] < self.stride * u[:, None] + self.k_att)
         ok = inside[:, None, :, None] & inside[None, :, None, :]  # (b, b, halo, halo)
         mask = torch.where(ok, 0.0, MASK_VALUE).reshape(b * b, self.halo * self.halo)
+        if not self.single:
+            mask = mask[:, self._key_order()]  # keys in the order _windows concatenates its pieces
         self.register_buffer("mask", mask.float())
+
+    def _segments(self) -> list[tuple[int, int]]:
+        """A halo's rows (and columns) as (tile offset, length) pieces of the tile grid: whole tiles,
+        then the first rows of the last one it reaches."""
+        r = self.neighbours
+        return [(j, self.tile) for j in range(r)] + [(r, self.tail - (r - 1) * self.tile)]
+
+    def _key_order(self) -> torch.Tensor:
+        """The halo position (row-major) of each key as _windows lays them out: piece by piece."""
+        order = []
+        for jr, rows in self._segments():
+            for jc, cols in self._segments():
+                y = jr * self.tile + torch.arange(rows)
+                x = jc * self.tile + torch.arange(cols)
+                order.append((y[:, None] * self.halo + x[None, :]).reshape(-1))
+        return torch.cat(order)
 
     def _windows(self, t: torch.Tensor) -> torch.Tensor:
         """(B, heads, H, W, hd) k or v -> (B*heads*nb*nb, halo², hd): reflect-padded, cut into halos."""
-        nb, tile, tail, hd, p = self.n_blocks, self.tile, self.tail, self.hd, self.pad
+        nb, tile, hd, p = self.n_blocks, self.tile, self.hd, self.pad
         if self.single:
             t = F.pad(t, (0, 0, p, p, p, p), mode="reflect")
             return t.reshape(-1, self.halo * self.halo, hd)
@@ -240,13 +271,15 @@ class DeployACmix(nn.Module):
         if extra < 0:
             t = t[:, :, : n * tile, : n * tile]
         t = t.reshape(-1, self.heads, n, tile, n, tile, hd).permute(0, 1, 2, 4, 3, 5, 6)
-        # halo = this tile + the next r - 1 whole tiles + the first rows of the r-th: one Concat an axis
-        last = tail - (r - 1) * tile
-        rows = [t[:, :, j : nb + j] for j in range(r)] + [t[:, :, r : nb + r, :, :last]]
-        t = torch.cat(rows, 4)  # B, heads, nb, n, halo, tile, hd
-        cols = [t[:, :, :, j : nb + j] for j in range(r)] + [t[:, :, :, r : nb + r, :, :last]]
-        t = torch.cat(cols, 5)  # B, heads, nb, nb, halo, halo, hd
-        return t.reshape(-1, self.halo * self.halo, hd)
+        # a halo's keys, piece by piece (this tile, the strips and corner of the next ones: one Slice
+        # each once the graph passes merge the per-axis Slices), in ONE Concat; the mask follows
+        # this key order (_key_order)
+        pieces = [
+            t[:, :, jr : nb + jr, jc : nb + jc, :rows, :cols].reshape(-1, self.heads, nb, nb, rows * cols, hd)
+            for jr, rows in self._segments()
+            for jc, cols in self._segments()
+        ]
+        return torch.cat(pieces, 4).reshape(-1, self.halo * self.halo, hd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hd, heads, b, s = self.hd, self.heads, self.block, self.stride

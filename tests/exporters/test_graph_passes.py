@@ -80,7 +80,7 @@ def test_chained_slices_merge_into_one_exactly(chain, tmp_path):
     [
         ([([1], [5], [1], None), ([0], [4], [1], None)], False),  # same axis twice: not a plain union
         ([([1], [5], [-3], None), ([0], [4], [3], None)], False),  # negative axis: rank unknown here
-        ([([1], [5], [1], None), ([0], [4], [3], None)], True),  # the first output has another consumer
+        ([([1], [5], [1], None), ([0], [4], [3], None)], True),  # the first output also feeds a Relu
     ],
 )
 def test_unsafe_chains_are_left_alone(chain, extra_use, tmp_path):
@@ -90,6 +90,21 @@ def test_unsafe_chains_are_left_alone(chain, extra_use, tmp_path):
     assert sum(n.op_type == "Slice" for n in merged.graph.node) == 2
     for want, got in zip(_run(model, tmp_path, "chain"), _run(merged, tmp_path, "merged"), strict=True):
         assert np.array_equal(got, want)
+
+
+def test_a_shared_first_slice_folds_into_each_consumer(tmp_path):
+    """torch.onnx shares a common leading Slice between index expressions (t[:, 1:5, :2], t[:, 1:5, 2:])."""
+    model = _model([([1], [5], [1], None), ([0], [2], [3], None)])
+    graph = model.graph
+    graph.initializer.extend([_ints("o_starts", [2]), _ints("o_ends", [6]), _ints("o_axes", [3])])
+    graph.node.append(helper.make_node("Slice", ["t0", "o_starts", "o_ends", "o_axes"], ["other"], name="other"))
+    graph.output.append(helper.make_tensor_value_info("other", TensorProto.FLOAT, list("efgh")))
+    merged, count = _merged(model)
+    assert count == 2
+    assert [n.op_type for n in merged.graph.node] == ["Slice", "Slice"]
+    assert all(n.input[0] == "x" for n in merged.graph.node)
+    for want, got in zip(_run(model, tmp_path, "chain"), _run(merged, tmp_path, "merged"), strict=True):
+        assert got.shape == want.shape and np.array_equal(got, want)
 
 
 def test_slice_with_computed_parameters_is_left_alone(tmp_path):
