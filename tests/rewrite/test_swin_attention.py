@@ -91,3 +91,22 @@ def test_q_k_v_come_from_three_projections_without_a_split():
     assert "Split" not in ops
     projections = [n for n in graph.node if n.op_type == "MatMul" and "/in_proj/" in n.name]
     assert len(projections) == 3 and all(n.input[0] == "x" for n in projections)
+
+
+@pytest.mark.parametrize("dense_conv", [True, False])
+def test_k_and_v_biases_are_folded_away(dense_conv):
+    """k's bias cancels in the softmax and v's passes through it into the output bias: only q keeps
+    an Add; the factored conv path carries the output bias in dep_conv's (fused) bias."""
+    attn = randomize(WindowAttentionACmix(24, 4, 2), seed=9)
+    assert attn.qkv.bias[24:].abs().min() > 0  # k and v biases that matter
+    mask = shift_attention_mask(8, 8, 4, 2)
+    deploy = DeployWindowAttention(attn, mask, (8, 8), dense_conv=dense_conv).eval()
+    assert deploy.in_proj.k.bias is None and deploy.in_proj.v.bias is None
+    assert deploy.in_proj.q.bias is not None
+    if dense_conv:
+        assert deploy.out_bias is not None and deploy.dep_conv.bias is None
+    else:
+        assert deploy.out_bias is None and deploy.dep_conv.bias is not None
+    x = torch.randn(2, 8, 8, 24, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert_close(deploy(x), attn(x, mask=mask))
