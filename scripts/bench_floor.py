@@ -261,27 +261,17 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     return row
 
 
-def _node_index(path: Path) -> dict[str, tuple[str, int]]:
-    """ONNX node name and output names -> (op, group), to classify profiler kernels."""
-    model = onnx.load(str(path), load_external_data=False)
-    index: dict[str, tuple[str, int]] = {}
-    for node in model.graph.node:
-        group = cut.node_group(node)
-        for key in (node.name, *node.output):
-            index.setdefault(key, (node.op_type, group))
-    return index
-
-
 def branches(paths: dict[str, Path], batch: int, rounds: int, threads: int) -> dict[str, dict[str, float]]:
     """Kernel ms per ACmix branch for each candidate, profiled in the same interleaved rounds."""
-    from acmix_deploy.families.nodes import node_branch
     from acmix_deploy.manifest import read_manifest
+    from acmix_deploy.profiling.layers import fused_kernel_scopes, graph_index, kernel_branch
 
     x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        optimized = {m: Path(tmp) / f"o{i}.onnx" for i, m in enumerate(paths)}  # to place ORT's fused kernels
         sessions = {
-            m: ort_session(p, threads=threads, profile_prefix=Path(tmp) / f"p{i}")
+            m: ort_session(p, threads=threads, profile_prefix=Path(tmp) / f"p{i}", optimized_model_path=optimized[m])
             for i, (m, p) in enumerate(paths.items())
         }
         for s in sessions.values():
@@ -291,16 +281,16 @@ def branches(paths: dict[str, Path], batch: int, rounds: int, threads: int) -> d
                 s.run(None, {"input": x})
         for m, s in sessions.items():
             events = json.loads(Path(s.end_profiling()).read_text())
-            family, index = read_manifest(paths[m]).family, _node_index(paths[m])
+            family, index = read_manifest(paths[m]).family, graph_index(paths[m])
+            fused = fused_kernel_scopes(optimized[m])
             runs = sorted(e["ts"] + e["dur"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
             parts: dict[str, float] = {}
             for e in events:
                 if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < runs[0]:
                     continue
                 name = e["name"].removesuffix("_kernel_time")
-                base = name.removesuffix("_nchwc").split("/MatmulTransposeFusion")[0]
-                op, group = index.get(base, (e.get("args", {}).get("op_name", "?"), 1))
-                branch = node_branch(family, name, op, group)
+                op = e.get("args", {}).get("op_name", "?")
+                branch = kernel_branch(fused.get(name, name), op, index, family)
                 parts[branch] = parts.get(branch, 0.0) + e["dur"] / 1000.0 / rounds
             out[m] = dict(sorted(parts.items(), key=lambda kv: -kv[1]))
     return out

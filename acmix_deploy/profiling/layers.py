@@ -5,7 +5,10 @@ kernel to (block, branch) using the module scope the exporter writes into node n
 (``/blocks/blocks.3/acmix/MatMul``) and the graph itself (a grouped Conv inside ACmix is the
 convolution branch, a 1x1 Conv there is the shared q/k/v projection), then name blocks as the
 official model does (``layer2.0``, ``layers.1.blocks.3``). Kernels ORT adds for layout changes
-(``ReorderInput``...) carry no scope and are reported as ``layout``.
+(``ReorderInput``...) carry no scope and are reported as ``layout``. Kernels ORT makes by fusing
+(``BiasGelu`` from an MLP's bias Add + Gelu, ``SkipLayerNormalization``) carry no scope in their names
+either, but their outputs keep the names of the tensors they replace, which do: they are placed by
+those (from the graph the profiled session optimised), so an MLP's activation is not "layout".
 
 The profiler's own cost is large next to small kernels: per node it records timing, memory and
 thread-pool statistics (measured here: ~50-60 us per node, so a 295-node digits model that runs
@@ -86,7 +89,7 @@ def block_names(manifest: Manifest) -> list[str]:
     return scopes.block_names(manifest.family, manifest.hparams)
 
 
-def _graph_index(onnx_path: Path) -> dict[str, dict]:
+def graph_index(onnx_path: Path) -> dict[str, dict]:
     """node name and output names -> {op, group, name} from the ONNX graph."""
     import onnx
 
@@ -101,7 +104,29 @@ def _graph_index(onnx_path: Path) -> dict[str, dict]:
     return index
 
 
-def _classify(name: str, op: str, graph: dict[str, dict], family: str) -> str:
+# ops that only move data: an unscoped one is a layout change ORT inserted, whatever its output's name
+DATA_MOVEMENT_OPS = frozenset(
+    {"ReorderInput", "ReorderOutput", "Transpose", "Reshape", "Identity", "Cast", "MemcpyFromHost", "MemcpyToHost"}
+)
+
+
+def fused_kernel_scopes(optimized_path: Path) -> dict[str, str]:
+    """Unscoped compute kernels of ORT's optimised graph -> the first scoped name among their outputs."""
+    import onnx
+
+    model = onnx.load(str(optimized_path), load_external_data=False)
+    scoped: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.name.startswith("/") or node.op_type in DATA_MOVEMENT_OPS:
+            continue
+        name = next((out for out in node.output if out.startswith("/")), None)
+        if name is not None:
+            scoped[node.name] = name
+    return scoped
+
+
+def kernel_branch(name: str, op: str, graph: dict[str, dict], family: str | None) -> str:
+    """The ACmix branch of a profiled kernel (its node name, or the scoped name it was placed by)."""
     if not name.startswith("/"):
         return "layout"
     base = name.removesuffix("_nchwc")
@@ -118,10 +143,13 @@ def profile_onnx(
     from ..timing import time_interleaved
 
     onnx_path = Path(onnx_path)
-    graph = _graph_index(onnx_path)
+    graph = graph_index(onnx_path)
     names = block_names(manifest)
     with tempfile.TemporaryDirectory() as tmp:
-        session = ort_session(onnx_path, threads=threads, profile_prefix=Path(tmp) / "ort")
+        optimized = Path(tmp) / "optimized.onnx"  # the graph the sessions run, to place fused kernels
+        session = ort_session(
+            onnx_path, threads=threads, profile_prefix=Path(tmp) / "ort", optimized_model_path=optimized
+        )
         size = manifest.img_size
         x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
         feed = {session.get_inputs()[0].name: x}
@@ -136,6 +164,7 @@ def profile_onnx(
             warmup=1,
         )
         events = json.loads(Path(session.end_profiling()).read_text())
+        fused = fused_kernel_scopes(optimized)
 
     runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     skip_until = runs[0]["ts"] + runs[0]["dur"] if runs else 0  # drop the first (cold) run
@@ -157,8 +186,9 @@ def profile_onnx(
     nodes = []
     for entry in per_node.values():
         ms = entry["us"] / 1000.0 / n
-        block = scopes.node_block(entry["name"], names)
-        branch = _classify(entry["name"], entry["op"], graph, manifest.family)
+        placed_by = fused.get(entry["name"], entry["name"])
+        block = scopes.node_block(placed_by, names)
+        branch = kernel_branch(placed_by, entry["op"], graph, manifest.family)
         blocks[block][branch] += ms
         branches[branch] += ms
         by_op[entry["op"]] += ms

@@ -80,3 +80,21 @@ def test_layer_profile_folds_onto_acmix_blocks(small_artifacts):
     # --top 0 lists every kernel, --top 3 three
     assert f"all {len(prof.top_nodes)} kernels:" in prof.table(0) and "top 3 kernels:" in prof.table(3)
     assert len(prof.table(0).splitlines()) - len(prof.table(3).splitlines()) == len(prof.top_nodes) - 3
+
+
+def test_fused_kernels_are_placed_by_their_outputs_not_reported_as_layout(tmp_path):
+    """ORT fuses Swin's MLP bias Add + Gelu into BiasGelu, a kernel whose name has no scope: it is
+    the MLP's, found through its output's name; only data-movement kernels are "layout"."""
+    from acmix_deploy.exporters.onnx import export_onnx
+    from acmix_deploy.models import build_model
+    from acmix_deploy.profiling.layers import DATA_MOVEMENT_OPS
+    from tests.conftest import SMALL_SWIN, randomize
+
+    path = tmp_path / "swin.onnx"
+    export_onnx(randomize(build_model("acmix_swin_tiny", **SMALL_SWIN), seed=7), path, measure_latency=False)
+    prof = profile_onnx(path, read_sidecar(path), iterations=2)
+    gelu = [n for n in prof.top_nodes if n["op"] == "BiasGelu"]
+    assert gelu and all(not n["name"].startswith("/") for n in gelu)  # ORT's own names, unscoped
+    assert {n["branch"] for n in gelu} == {"mlp"}
+    assert all(n["block"].startswith("layers.") for n in gelu)
+    assert {n["op"] for n in prof.top_nodes if n["branch"] == "layout"} <= DATA_MOVEMENT_OPS
