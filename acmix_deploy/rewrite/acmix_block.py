@@ -80,6 +80,10 @@ Tried and dropped (exact, measured interleaved against this form, whole ACmix-Re
   and the conv branch as three grouped convs, one per q/k/v (m = 2: half the zero-weight MACs of
   m = 4), summed in ORT's conv kernels: equal at batch 1, batch 8 -5% and +3% (two runs); m = 4:
   +2% / +3.5%.
+- The attention output, the branch sum and its ReLU in NHWC (the output transpose then moves hd
+  vectors, and ORT reads the conv branch out and conv3 in with channels-last NCHWc reorders, which
+  it did): equal (batch 1 -1.2%, batch 8 +0.3%, 15 rounds, two copies of the current form at
+  +0.1% / +0.7%).
 - Folding the window mask into the first MatMul: the mask is ``r(row) + c(col)`` with each term a
   function of (key coordinate mod halo) and the query, so one-hot key coordinates appended to k
   and the matching 0/-1e4 rows appended to q compute ``q·k + mask`` in the MatMul, K 16 -> 44.
