@@ -135,3 +135,13 @@ def test_swin_any_graph_bound_counts_the_official_conv_path_and_finds_its_nodes(
     assert conv_path(helper.make_node("FusedConv", ["x", "w"], ["y"], name="/blocks/blocks.3/attn/f_conv/Conv"))
     assert not conv_path(helper.make_node("MatMul", ["x", "w"], ["y"], name="/blocks/blocks.0/attn/in_proj/q/MatMul"))
     assert not conv_path(helper.make_node("MatMul", ["x", "w"], ["y"], name="/blocks/blocks.0/mlp/fc1/MatMul"))
+
+
+@pytest.mark.slow
+def test_bench_spinning_times_both_sessions_paused_and_back_to_back():
+    pytest.importorskip("onnxruntime")
+    proc = _run("scripts/bench_spinning.py", "--models", "acmix_resnet26", "--batches", "1", "--rounds", "1",
+                "--pause", "0.01", "--back-to-back")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "spin/no-spin" in line]
+    assert len(lines) == 2 and "paused" in lines[0] and "back to back" in lines[1]

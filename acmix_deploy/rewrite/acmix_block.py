@@ -76,6 +76,12 @@ Tried and dropped (exact, measured interleaved against this form, whole ACmix-Re
   hd innermost (padding and the pe add in NCHW): one transpose fewer per tensor, but those
   transposes move single floats across a 7-D permutation, and the whole model measured +34% at
   batch 1 and +20% at batch 8.
+- q, k and v read from the projection in NHWC (a Transpose after its Conv, which ORT turns into a
+  channels-last ReorderOutput), channels ordered (d // 4, t, h, d % 4) so that the conv branch's
+  groups stay contiguous, and the head moves folded into the tile and q-block transposes: 24
+  Transposes fewer, but the remaining ones move 4-float chunks of 8-D tensors and the pe Add
+  broadcasts over a middle axis: Transpose kernels 6.0 -> 14.5 ms, Add 4.6 -> 7.6 ms, the whole
+  model +18% at batch 1 and +14% at batch 8 (9 rounds, exact: max abs diff 1.5e-6).
 - q/k/v without the Split: three 1x1 projections (or one, ordered q|k|v, and a contiguous Split)
   and the conv branch as three grouped convs, one per q/k/v (m = 2: half the zero-weight MACs of
   m = 4), summed in ORT's conv kernels: equal at batch 1, batch 8 -5% and +3% (two runs); m = 4:
