@@ -98,15 +98,21 @@ def test_isolated_bound_cuts_the_gemm_kernels_out_of_the_optimised_graph(tmp_pat
 
 def test_window_matmul_bound_counts_every_block_size_and_the_fewest_conv_macs():
     sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_window_matmuls import attention_layers, block_candidates, conv_branch_macs
+    from bench_window_matmuls import attention_layers, block_candidates, conv_branch_macs, mask_add_call
 
     layers = attention_layers("acmix_resnet26")
     assert sum(layers.values()) == 8 and (56, 1, 16, 4, 7) in layers
-    sizes = [b for b, _ in block_candidates(56, 1, 16, 4, 7, batch=1, max_mb=1e9)]
+    sizes = [b for b, _, _ in block_candidates(56, 1, 16, 4, 7, batch=1, max_mb=1e9)]
     assert sizes == [1, 2, 4, 7, 8, 14, 28, 56]  # b = 1 is the unfold form: 49 keys a query, no waste
-    shapes = dict(block_candidates(56, 1, 16, 4, 7, batch=2, max_mb=1e9))
-    assert shapes[8]["qk"] == ((2 * 4 * 49, 64, 16), (2 * 4 * 49, 16, 196), False)
-    assert shapes[1]["qk"][1] == (2 * 4 * 3136, 16, 49)
+    shapes = {b: (forms, logits) for b, forms, logits in block_candidates(56, 1, 16, 4, 7, batch=2, max_mb=1e9)}
+    assert shapes[8][0]["qk"] == ((2 * 4 * 49, 64, 16), (2 * 4 * 49, 16, 196), False)
+    assert shapes[1][0]["qk"][1] == (2 * 4 * 3136, 16, 49)
+    # the rows Softmax and the mask cover: the block's halo (196 keys at b = 8), exactly the window at b = 1
+    assert shapes[8][1] == (2 * 4 * 49, 64, 196) and shapes[1][1] == (2 * 4 * 3136, 1, 49)
+    stride2 = {b: logits for b, _, logits in block_candidates(28, 2, 32, 4, 7, batch=1, max_mb=1e9)}
+    assert stride2[1][-1] == 49 and stride2[4][-1] == (2 * 4 + 5) ** 2
+    (masked,) = mask_add_call((3, 4, 5), threads=1)()  # one (4, 5) mask broadcast over the 3 blocks
+    assert masked.shape == (3, 4, 5)
     # stride 1: folded (108 C a pixel) = official fc + dep_conv; stride 2: fc at input resolution costs more
     assert conv_branch_macs(56, 1, 16, 4) == 108 * 64 * 56 * 56
     assert conv_branch_macs(28, 2, 32, 4) == 108 * 128 * 28 * 28
