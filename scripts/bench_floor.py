@@ -42,9 +42,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
-from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -53,37 +51,15 @@ import isolated_bound as cut  # the kernels of the optimised graph, cut out (scr
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
 from acmix_deploy.models.complexity import count_macs
+from acmix_deploy.profiling import floor
+from acmix_deploy.profiling.floor import GEMM_N, gemm_probe, probe_gflops
 from acmix_deploy.runtimes.onnxruntime import ort_session
 from acmix_deploy.timing import time_interleaved
-
-GEMM_N = 2048
-
-
-def probe_gflops(probe_ms: float) -> float:
-    """The fp32 rate one GEMM_N³ probe call of ``probe_ms`` milliseconds shows."""
-    return 2 * GEMM_N**3 / (probe_ms / 1000) / 1e9
 
 
 def floor_ms(model: str, batch: int, gflops: float) -> float:
     """The model's floor: its conv + matmul MACs (``MODEL`` or ``MODEL:TAG``) for ``batch`` images at ``gflops``."""
-    return 2 * count_macs(model.split(":")[0], 224) * batch / (gflops * 1e9) * 1000
-
-
-def gemm_probe(threads: int):
-    """A session computing one GEMM_N³ fp32 MatMul (B a constant, as model weights are), and its feed."""
-    rng = np.random.default_rng(0)
-    b = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["c"])],
-        "gemm",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [GEMM_N, GEMM_N])],
-        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [GEMM_N, GEMM_N])],
-        [onnx.numpy_helper.from_array(b, "b")],
-    )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    session = ort_session(proto, threads=threads)
-    feed = {"a": rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)}
-    return session, feed
+    return floor.floor_ms(count_macs(model.split(":")[0], 224), batch, gflops)
 
 
 def _prod(shape) -> int:
@@ -117,20 +93,20 @@ def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
     """GEMM-kernel time vs total kernel time of one model (ORT profiler), and the GEMM rate alongside."""
     import time
 
-    gemm, gemm_feed = gemm_probe(threads)
+    gemm = gemm_probe(threads)
     x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     probe_s = []
     with tempfile.TemporaryDirectory() as tmp:
         session = ort_session(path, threads=threads, profile_prefix=Path(tmp) / "ort")
         session.run(None, {"input": x})
-        gemm.run(None, gemm_feed)
+        gemm()
         runs = []
         for _ in range(rounds):
             t0 = time.perf_counter()
             session.run(None, {"input": x})
             runs.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            gemm.run(None, gemm_feed)
+            gemm()
             probe_s.append(time.perf_counter() - t0)
         events = json.loads(Path(session.end_profiling()).read_text())
     model_runs = sorted(e["ts"] + e["dur"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
@@ -228,10 +204,10 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     """
     from acmix_deploy.manifest import read_manifest
 
-    gemm, gemm_feed = gemm_probe(threads)
+    gemm = gemm_probe(threads)
     x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     session = ort_session(path, threads=threads)
-    candidates = {"probe": lambda: gemm.run(None, gemm_feed), "model": lambda: session.run(None, {"input": x})}
+    candidates = {"probe": gemm, "model": lambda: session.run(None, {"input": x})}
     conv_macs = cut.swin_conv_path_macs(name)
     without = (read_manifest(path).family, "convolution") if conv_macs is not None else None
     candidates.update(cut.isolated_candidates(path, batch, threads, without_branch=without))
@@ -392,11 +368,11 @@ def main(argv: list[str] | None = None) -> int:
                 macs[f"{m}:torch-eager"] = macs[f"{m}:naive-export"] = macs[m]
                 baselines[f"{m}:torch-eager"] = lambda x, ref=ref: ref(torch.from_numpy(x))
                 baselines[f"{m}:naive-export"] = lambda x, s=naive: s.run(None, {"input": x})
-        gemm, gemm_feed = gemm_probe(args.threads)
+        gemm = gemm_probe(args.threads)
         rows = []
         for batch in batches:
             x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
-            candidates = {"gemm": lambda: gemm.run(None, gemm_feed)}
+            candidates = {"gemm": gemm}
             for m in models:
                 candidates[m] = lambda s=sessions[m], x=x: s.run(None, {"input": x})
             for label, fn in baselines.items():

@@ -42,11 +42,12 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_floor import floor_ms, gemm_probe, probe_gflops
+from bench_floor import floor_ms
 from isolated_bound import GEMM_KERNELS, bound_runner, is_dense, kernels_only, optimized_graph
 
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
+from acmix_deploy.profiling.floor import gemm_probe, probe_gflops
 from acmix_deploy.rewrite.acmix_block import DeployACmix
 from acmix_deploy.rewrite.resnet import DeployACmixResNet
 from acmix_deploy.runtimes.onnxruntime import ort_session
@@ -193,10 +194,10 @@ def window_candidates(layers: Counter, batch: int, threads: int, max_mb: float) 
 
 
 def measure(model_name: str, path: Path, layers: Counter, batch: int, args, workdir: Path) -> dict:
-    gemm, gemm_feed = gemm_probe(args.threads)
+    gemm = gemm_probe(args.threads)
     dense, in_model_ms = dense_candidates(path, batch, args.threads, workdir)
     windows, labels = window_candidates(layers, batch, args.threads, args.max_mb)
-    stats = time_interleaved({"probe": lambda: gemm.run(None, gemm_feed), **dense, **windows}, rounds=args.rounds)
+    stats = time_interleaved({"probe": gemm, **dense, **windows}, rounds=args.rounds)
     ms = {k: v.p50 for k, v in stats.items()}
     gflops = probe_gflops(ms["probe"])
     floor = floor_ms(model_name, batch, gflops)

@@ -30,7 +30,6 @@ def count_parameters(model: nn.Module) -> int:
 def count_macs(name: str, img_size: int | None = None, **overrides) -> int:
     """Multiply-accumulates of one forward pass of a registered variant at batch 1."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from .registry import get_entry
 
@@ -40,9 +39,18 @@ def count_macs(name: str, img_size: int | None = None, **overrides) -> int:
         overrides.setdefault("img_size", size)
     with torch.device("meta"):
         model = entry.build(**overrides).eval()
-        x = torch.empty(1, 3, size, size)
+    return count_model_macs(model, size)
+
+
+def count_model_macs(model: nn.Module, img_size: int) -> int:
+    """Multiply-accumulates of ``model`` on one ``img_size`` image (built on the meta device: no data)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    x = torch.empty(1, 3, img_size, img_size, device=device)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
+        model.eval()(x)
     return counter.get_total_flops() // 2
 
 

@@ -1,0 +1,49 @@
+"""The GEMM floor: the probe computes a real 2048³ MatMul, and an artifact's MACs are its model's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from acmix_deploy.profiling import floor
+
+
+def test_rate_and_floor_arithmetic():
+    # 2 * 2048³ FLOP in 100 ms = 171.8 GFLOP/s; 1 GMAC at 100 GFLOP/s = 20 ms an image
+    assert floor.probe_gflops(100.0) == pytest.approx(2 * 2048**3 / 0.1 / 1e9)
+    assert floor.floor_ms(10**9, 3, 100.0) == pytest.approx(60.0)
+
+
+def test_gemm_probe_runs_one_fp32_matmul():
+    pytest.importorskip("onnxruntime")
+    (c,) = floor.gemm_probe(threads=1)()
+    assert c.shape == (floor.GEMM_N, floor.GEMM_N) and c.dtype == np.float32 and np.isfinite(c).all()
+
+
+def test_artifact_macs_are_the_macs_of_the_model_it_was_exported_from(small_artifacts):
+    from acmix_deploy.manifest import read_manifest
+    from acmix_deploy.models.complexity import count_model_macs
+
+    manifest = read_manifest(small_artifacts["onnx"])
+    macs = floor.manifest_macs(manifest)
+    assert macs == count_model_macs(small_artifacts["model"], 64) > 0
+    # a different input size is a different floor (the manifest's size is the one counted)
+    larger = manifest.replace(
+        img_size=128, preprocessing=dataclasses.replace(manifest.preprocessing, resize=128, crop=128)
+    )
+    assert floor.manifest_macs(larger) > macs
+
+
+def test_swin_macs_follow_the_recorded_input_size():
+    from acmix_deploy.families import get_family
+    from acmix_deploy.manifest import Manifest, Preprocessing
+    from acmix_deploy.models.complexity import count_macs
+
+    family = get_family("acmix_swin")
+    hparams = {"embed_dim": 24, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 4, 8], "window_size": 4,
+               "num_classes": 10}  # fmt: skip
+    manifest = Manifest(family=family.name, hparams=hparams, img_size=64, num_classes=10,
+                        preprocessing=Preprocessing(resize=64, crop=64))  # fmt: skip
+    assert floor.manifest_macs(manifest) == count_macs("acmix_swin_tiny", 64, **hparams)
