@@ -22,15 +22,23 @@ from .errors import AcmixDeployError
 from .manifest import Manifest, find_manifest
 
 
-def _manifest_or_none(artifact: str | Path) -> Manifest | None:
-    """The artifact's manifest when it has a readable one (checkpoints have none)."""
+def _is_checkpoint(artifact: str | Path) -> bool:
+    """Whether ``artifact``'s suffix says checkpoint (torch); an unknown suffix (a forced backend) is not one."""
     from .runtimes import backend_for
 
     try:
-        if backend_for(artifact) == "torch":
-            return None
+        return backend_for(artifact) == "torch"
+    except AcmixDeployError:
+        return False
+
+
+def _manifest_or_none(artifact: str | Path) -> Manifest | None:
+    """The artifact's manifest when it has a readable one (checkpoints have none)."""
+    if _is_checkpoint(artifact):
+        return None
+    try:
         return find_manifest(artifact)
-    except AcmixDeployError:  # unknown suffix, unreadable metadata: the runner reports it when it loads
+    except AcmixDeployError:  # unreadable metadata: the runner reports it when it loads
         return None
 
 
@@ -154,10 +162,10 @@ def recorded_precision(artifact: str | Path, manifest: Manifest | None = None) -
     ``manifest``: the one its runner already read (so the file is not parsed twice); a checkpoint's
     runner describes the model it built, which records no precision, so checkpoints stay empty.
     """
-    from .runtimes import backend_for
-
-    if manifest is None or backend_for(artifact) == "torch":
+    if manifest is None:
         manifest = _manifest_or_none(artifact)
+    elif _is_checkpoint(artifact):
+        manifest = None
     if manifest is None:
         return RecordedPrecision()
     report = manifest.precision_report if isinstance(manifest.precision_report, dict) else {}

@@ -126,3 +126,15 @@ def test_side_by_side_evaluation_places_folders_as_evaluate_does(small_artifacts
     assert proc.returncode == 0, proc.stderr
     placed = [{c["folder"]: c["index"] for c in report["per_class"]} for report in json.loads(proc.stdout)]
     assert placed == [folders, folders]
+
+
+def test_recorded_precision_takes_the_runners_manifest_whatever_the_suffix(small_artifacts, tmp_path):
+    """The manifest a runner read is used as given: an artifact run with a forced backend (no known suffix) keeps
+    its record instead of failing on the suffix; a checkpoint's runner manifest records no precision, so none."""
+    from acmix_deploy.manifest import read_manifest
+    from acmix_deploy.side_by_side import recorded_precision
+
+    manifest = read_manifest(small_artifacts["onnx"]).replace(precision="int8")
+    assert recorded_precision(tmp_path / "model.bin.v2", manifest).precision == "int8"
+    assert recorded_precision(small_artifacts["checkpoint"], manifest).precision == ""
+    assert recorded_precision(small_artifacts["onnx"]).precision == "fp32"
