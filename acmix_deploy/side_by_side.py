@@ -4,10 +4,11 @@ A checkpoint, its ONNX exports and its engines describe one model in different f
 some of them record everything: an ACmix-ResNet checkpoint records no input size, a checkpoint or
 an older export names no classes. This module decides, once, what the artifacts of one comparison
 share (the input size, the class names) and which options each backend's runner takes, and reads
-what an artifact's manifest records about its precision. It reads metadata through
-:func:`acmix_deploy.manifest.find_manifest` only and imports a runtime only to open an ONNX model
-that carries no manifest. It also owns the files a comparison's inputs and outputs travel in
-(``.npz``: :func:`load_inputs` treats one as untrusted data), so a comparison can be repeated exactly.
+what an artifact's manifest records about its precision. It opens the runners of a comparison
+(:func:`open_runners`) and reuses the manifests they read; it reads metadata itself, through
+:func:`acmix_deploy.manifest.find_manifest` only, when no runner's manifest is given. It also owns
+the files a comparison's inputs and outputs travel in (``.npz``: :func:`load_inputs` treats one as
+untrusted data), so a comparison can be repeated exactly.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import AcmixDeployError
 from .manifest import Manifest, find_manifest
+
+if TYPE_CHECKING:
+    from .runtimes import Runner
 
 
 def _is_checkpoint(artifact: str | Path) -> bool:
@@ -65,30 +70,46 @@ def runner_options(
     return {}
 
 
-def shared_img_size(
-    artifacts: Sequence[str | Path], backend: str | None = None, img_size: int | None = None
-) -> int | None:
-    """The input size checkpoints should run at: ``img_size``, else that of the first exported artifact.
+def open_runners(
+    artifacts: Sequence[str | Path],
+    backend: str | None = None,
+    *,
+    threads: int = 0,
+    rewrite: bool = True,
+    img_size: int | None = None,
+) -> list[Runner]:
+    """Every artifact's runner, in ``artifacts`` order, with the options of :func:`runner_options`; not loaded,
+    except the one whose manifest sizes the checkpoints.
 
     An ACmix-ResNet checkpoint records no input size (it runs at any), so comparing it with a 64 px
-    ONNX means running it at 64 px. ``None`` when every artifact is a checkpoint.
+    ONNX means running it at 64 px: without ``img_size``, checkpoints run at the input size of the
+    first exported artifact, read by that artifact's runner (which stays loaded; the caller closes
+    every runner), so no manifest is read ahead of its runner.
     """
-    if img_size:
-        return img_size
     from .runtimes import backend_for, open_runner
 
-    for path in artifacts:
-        if (backend or backend_for(path)) == "torch":
-            continue
-        manifest = _manifest_or_none(path)
-        if manifest is not None:
-            return manifest.img_size
-        with open_runner(path, backend) as runner:  # an ONNX without a manifest: its input shape says
-            return runner.manifest.img_size
-    return None
+    def options(path: str | Path, size: int | None) -> dict:
+        return runner_options(path, backend, threads=threads, rewrite=rewrite, img_size=size)
+
+    runners: dict[int, Runner] = {}
+    checkpoints = [i for i, path in enumerate(artifacts) if (backend or backend_for(path)) == "torch"]
+    exported = [i for i in range(len(artifacts)) if i not in checkpoints]
+    try:
+        for i in exported:
+            runners[i] = open_runner(artifacts[i], backend, **options(artifacts[i], None))
+        size = img_size or (runners[exported[0]].manifest.img_size if exported and checkpoints else None)
+        for i in checkpoints:
+            runners[i] = open_runner(artifacts[i], backend, **options(artifacts[i], size))
+    except BaseException:
+        for runner in runners.values():
+            runner.close()
+        raise
+    return [runners[i] for i in range(len(artifacts))]
 
 
-def shared_class_names(artifacts: Sequence[str | Path], data_dir: str | Path) -> list[str] | None:
+def shared_class_names(
+    artifacts: Sequence[str | Path], data_dir: str | Path, manifests: Sequence[Manifest | None] | None = None
+) -> list[str] | None:
     """Class names recorded by one of the artifacts that place the class folders of ``data_dir``: lent to the rest.
 
     Artifacts compared side by side must index the folders alike; one that names its classes
@@ -97,7 +118,8 @@ def shared_class_names(artifacts: Sequence[str | Path], data_dir: str | Path) ->
     :func:`acmix_deploy.classmap.match_folders`, the rule ``evaluate`` applies to one artifact
     (WordNet ids, names ignoring case and ``_``, any subset), so every artifact places the folders
     as the one naming its classes would alone. ``None`` when none places them, or when the folder
-    is unusable (evaluation reports that itself).
+    is unusable (evaluation reports that itself). ``manifests``: the ones the artifacts' runners read
+    (so no file is parsed twice); else each artifact's own is read (checkpoints: none).
     """
     from .classmap import match_folders
     from .imagefolder import index_image_folder
@@ -106,8 +128,9 @@ def shared_class_names(artifacts: Sequence[str | Path], data_dir: str | Path) ->
         folders = index_image_folder(data_dir).classes
     except AcmixDeployError:
         return None
-    for artifact in artifacts:
-        manifest = _manifest_or_none(artifact)
+    if manifests is None:
+        manifests = [_manifest_or_none(artifact) for artifact in artifacts]
+    for manifest in manifests:
         if manifest is None or not manifest.labels:
             continue
         try:
@@ -290,9 +313,9 @@ __all__ = [
     "RecordedPrecision",
     "load_inputs",
     "npz_bytes",
+    "open_runners",
     "output_file_names",
     "recorded_precision",
     "runner_options",
     "shared_class_names",
-    "shared_img_size",
 ]

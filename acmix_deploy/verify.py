@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,13 +35,10 @@ from .side_by_side import (
     RecordedPrecision,
     load_inputs,
     npz_bytes,
+    open_runners,
     output_file_names,
     recorded_precision,
-    runner_options,
 )
-
-if TYPE_CHECKING:
-    from .runtimes import Runner
 
 
 @dataclass(frozen=True)
@@ -167,25 +163,6 @@ def _check_destinations(artifacts: Sequence[Path], save_inputs, save_outputs, fo
     return outputs
 
 
-def _open_runners(paths: Sequence[Path], stack: ExitStack, rewrite: bool, img_size: int | None) -> list[Runner]:
-    """Every artifact's runner, loaded (its manifest read) once, in ``paths`` order, closed by ``stack``.
-
-    Exported artifacts load first: the first one's manifest gives the input size checkpoints run
-    at (an ACmix-ResNet checkpoint records none), so no artifact is read ahead of its runner.
-    """
-    from .runtimes import backend_for, open_runner
-
-    runners: dict[int, Runner] = {}
-    exported = [i for i, path in enumerate(paths) if backend_for(path) != "torch"]
-    for i in exported:
-        runners[i] = stack.enter_context(open_runner(paths[i], **runner_options(paths[i])))
-    size = img_size or (runners[exported[0]].manifest.img_size if exported else None)
-    for i, path in enumerate(paths):
-        if i not in runners:
-            runners[i] = stack.enter_context(open_runner(path, **runner_options(path, rewrite=rewrite, img_size=size)))
-    return [runners[i] for i in range(len(paths))]
-
-
 def verify(
     artifacts: Sequence[str | Path],
     *,
@@ -231,7 +208,9 @@ def verify(
         raise AcmixDeployError(f"unknown tolerance fields {sorted(unknown)}")
     outputs = _check_destinations(paths, save_inputs, save_outputs, force)
     with ExitStack() as stack:  # every runner is closed, also when one fails to load or run
-        runners = _open_runners(paths, stack, rewrite, img_size)
+        runners = open_runners(paths, rewrite=rewrite, img_size=img_size)  # loaded by their manifests below
+        for runner in runners:
+            stack.callback(runner.close)
         sizes = {r.manifest.img_size for r in runners}
         if len(sizes) != 1:
             raise AcmixDeployError(f"artifacts disagree on the input size: {sorted(sizes)}")

@@ -445,6 +445,42 @@ def test_evaluate_takes_each_precision_from_the_manifest_itself(cli_env, tmp_pat
     assert "manifest    precision mixed" in single
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["benchmark", "{onnx}", "{ckpt}", "--iters", "1", "--warmup", "0", "--warmup-s", "0", "--json"],
+        ["benchmark", "{onnx}", "{fp16}", "--iters", "1", "--warmup", "0", "--warmup-s", "0", "--json"],
+        ["evaluate", "{onnx}", "{fp16}", "--data", "{data}", "--top-k", "1"],
+        ["evaluate", "{fp16}", "--data", "{data}", "--top-k", "1"],
+    ],
+    ids=["benchmark-checkpoint", "benchmark", "evaluate", "evaluate-one"],
+)
+def test_side_by_side_commands_read_each_manifest_only_as_its_runner_loads(cli_env, monkeypatch, argv):
+    """benchmark and evaluate read an ONNX's metadata only inside its runner's load: the checkpoints' input size,
+    the shared class names and the precision column come from the manifests the runners read (before, each was
+    read again ahead of or after its runner: shared_img_size, shared_class_names, recorded_precision)."""
+    from acmix_deploy.manifest import reader
+    from acmix_deploy.runtimes.onnxruntime import OnnxRuntimeRunner
+
+    reads: list[str] = []
+    loads: list[str] = []
+    real_read, real_load = reader.read_onnx_metadata, OnnxRuntimeRunner._load
+
+    def counted_read(path):
+        reads.append(str(path))
+        return real_read(path)
+
+    def counted_load(self):
+        loads.append(str(self.path))
+        return real_load(self)
+
+    monkeypatch.setattr(reader, "read_onnx_metadata", counted_read)
+    monkeypatch.setattr(OnnxRuntimeRunner, "_load", counted_load)
+    proc = inproc(*(a.format(**cli_env) for a in argv))
+    assert proc.returncode == 0, proc.stderr
+    assert loads and sorted(reads) == sorted(loads), (reads, loads)
+
+
 def test_old_json_file_spelling_is_rewritten_only_where_it_wrote_a_file():
     from acmix_deploy.cli import modern_argv
 

@@ -53,8 +53,7 @@ def benchmark(
     """Latency percentiles and throughput per batch size, artifacts interleaved round by round."""
     from acmix_deploy import Predictor
     from acmix_deploy.profiling import benchmark as bench
-    from acmix_deploy.runtimes import open_runner
-    from acmix_deploy.side_by_side import runner_options, shared_img_size
+    from acmix_deploy.side_by_side import open_runners
 
     batches = ints(batch, "--batch")
     at_least(0, warmup=warmup, threads=threads, concurrency=concurrency)
@@ -65,9 +64,9 @@ def benchmark(
     within(0.01, 1000.0, stability=stability)
     check_writable([save_json, csv_file, plot_file], force)
     require_files(artifacts)
-    size = shared_img_size(artifacts, backend, img_size)
-    options = {"threads": threads, "rewrite": not no_rewrite, "img_size": size}
-    runners = [open_runner(p, backend, **runner_options(p, backend, **options)) for p in artifacts]  # not loaded yet
+    # Not loaded yet, but for the one whose manifest sizes the checkpoints: it is the first of its backend,
+    # which the benchmark loads, runs and closes unmeasured before it measures every load.
+    runners = open_runners(artifacts, backend, threads=threads, rewrite=not no_rewrite, img_size=img_size)
     with ExitStack() as stack:  # the benchmark loads each runner (it measures that); all are closed whatever happens
         for runner in runners:
             stack.callback(runner.close)

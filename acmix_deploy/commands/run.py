@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -169,6 +170,7 @@ def evaluate(
     With several artifacts (say the fp32, fp16 and int8 exports), each is evaluated on the same
     images and one table compares accuracy, top-1 agreement with the first, and throughput.
     """
+    from acmix_deploy import Predictor
     from acmix_deploy.evaluate import evaluate as run_evaluate
     from acmix_deploy.evaluate import format_comparison, format_report
     from acmix_deploy.side_by_side import recorded_precision, runner_options, shared_class_names
@@ -182,28 +184,35 @@ def evaluate(
     if labels is not None and class_map is not None:
         raise UsageError("--labels and --class-map exclude each other")
     shared = labels is None and class_map is None and len(artifacts) > 1
-    names = shared_class_names(artifacts, data) if shared else None  # lent to artifacts that name no classes
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():  # a carriage-return counter; logs and pipes get the result only
             typer.echo(f"\r{done}/{total} images", nl=done >= total, err=True)
 
-    reports = [
-        run_evaluate(
-            a,
-            data,
-            top_k=tuple(ks),
-            backend=backend,
-            batch_size=batch,
-            class_names=labels,
-            class_map=class_map,
-            shared_labels=names,
-            progress=progress,
-            **runner_options(a, backend, img_size=img_size),
-        )
-        for a in artifacts
-    ]
-    recorded = [recorded_precision(a) for a in artifacts]
+    # Each manifest is read once, by its runner: the shared class names and the precision records reuse it
+    # (a closed runner keeps its manifest). Without shared names, one model is loaded at a time.
+    predictors = [Predictor.load(a, backend, **runner_options(a, backend, img_size=img_size)) for a in artifacts]
+    reports = []
+    with ExitStack() as stack:
+        for predictor in predictors:
+            stack.callback(predictor.close)
+        manifests = [p.manifest for p in predictors] if shared else None
+        names = shared_class_names(artifacts, data, manifests) if shared else None  # lent to those naming none
+        for predictor in predictors:
+            reports.append(
+                run_evaluate(
+                    predictor,
+                    data,
+                    top_k=tuple(ks),
+                    batch_size=batch,
+                    class_names=labels,
+                    class_map=class_map,
+                    shared_labels=names,
+                    progress=progress,
+                )
+            )
+            predictor.close()
+    recorded = [recorded_precision(a, p.manifest) for a, p in zip(artifacts, predictors, strict=True)]
     if len(reports) > 1:
         text = format_comparison(reports, [r.precision for r in recorded])
     else:
