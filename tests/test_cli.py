@@ -113,6 +113,12 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, args, code, fragment):
     assert_one_line_error(run_cli(*args, cwd=tmp_path), code, fragment)
 
 
+def test_sensitivity_refuses_int8_without_calibration_in_the_librarys_words(small_artifacts):
+    """The library's check of sensitivity's options is the only one (its wording), made before any work: exit 2."""
+    proc = inproc("sensitivity", str(small_artifacts["onnx"]), "--precision", "int8")
+    assert_one_line_error(proc, 2, "error: int8 sensitivity needs calibration images (calib / --calib DIR)")
+
+
 def test_inspect_refuses_code_executing_pickle(tmp_path):
     payload = tmp_path / "evil.pth"
     sentinel = tmp_path / "ran"

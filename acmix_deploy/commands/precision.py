@@ -59,21 +59,23 @@ def sensitivity(
 ) -> None:
     """Rank stages, blocks and branches by the fp16/int8 logit error they cost; write the keep-in-fp32 list."""
     from acmix_deploy.exporters.precision import PrecisionError
+    from acmix_deploy.exporters.precision.block_sensitivity import block_sensitivity, check_options
     from acmix_deploy.exporters.precision.blocks import parse_levels
 
     try:
         levels = parse_levels(level)  # the library's check: one wording, exit 2 here
     except PrecisionError as exc:
         raise UsageError(f"--level: {exc}") from None
-    if precision == "int8" and calib is None:
-        raise UsageError("--precision int8 needs --calib DIR (calibration images)")
+    try:
+        check_options(precision, calib, int8_target)  # the library's (int8 needs --calib...): exit 2 here too
+    except PrecisionError as exc:
+        raise UsageError(str(exc)) from None
     at_least(1, samples=samples, calib_samples=calib_samples)
     at_least(0, rounds=rounds, max_keep=max_keep)
     within(1, MAX_IMG_SIZE_OPTION, img_size=img_size)
     require_files([artifact])
     require_files([p for p in (data, calib) if p is not None], directories=True)
     check_writable([output], force)  # refused before any work
-    from acmix_deploy.exporters.precision.block_sensitivity import block_sensitivity
     from acmix_deploy.exporters.precision.blocks import keep_list_text
     from acmix_deploy.fileio import atomic_write_text
 

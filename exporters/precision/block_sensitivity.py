@@ -236,6 +236,31 @@ def _open_source(artifact: str | Path, stack: ExitStack, img_size: int | None, t
     return load_fp32_source(tmp / f"{path.stem}.onnx")
 
 
+def check_options(
+    precision: str,
+    calib: str | Path | None,
+    int8_target: str = "cpu",
+    samples: int = 1,
+    calib_samples: int = 1,
+    timing_rounds: int = 0,
+    max_keep: int = 0,
+) -> None:
+    """The checks :func:`block_sensitivity` makes of its options before any work, one wording for library and CLI
+    (``acmix-deploy sensitivity`` makes them first and reports a refusal as a usage error).
+
+    Raises:
+        PrecisionError: an unknown precision or int8 target, int8 without calibration images, a count out of range.
+    """
+    if precision not in SENSITIVITY_PRECISIONS:
+        raise PrecisionError(f"precision must be one of {', '.join(SENSITIVITY_PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and calib is None:
+        raise PrecisionError("int8 sensitivity needs calibration images (calib / --calib DIR)")
+    if int8_target not in SENSITIVITY_INT8_TARGETS:
+        raise PrecisionError(f"int8 target must be one of {', '.join(SENSITIVITY_INT8_TARGETS)}, got {int8_target!r}")
+    if samples < 1 or calib_samples < 1 or timing_rounds < 0 or max_keep < 0:
+        raise PrecisionError("samples and calib_samples must be >= 1, timing_rounds and max_keep >= 0")
+
+
 def block_sensitivity(
     artifact: str | Path,
     precision: str,
@@ -282,14 +307,7 @@ def block_sensitivity(
     """
     started = time.perf_counter()
     levels = parse_levels(levels)
-    if precision not in SENSITIVITY_PRECISIONS:
-        raise PrecisionError(f"precision must be one of {', '.join(SENSITIVITY_PRECISIONS)}, got {precision!r}")
-    if precision == "int8" and calib is None:
-        raise PrecisionError("int8 sensitivity needs calibration images (calib / --calib DIR)")
-    if int8_target not in SENSITIVITY_INT8_TARGETS:
-        raise PrecisionError(f"int8 target must be one of {', '.join(SENSITIVITY_INT8_TARGETS)}, got {int8_target!r}")
-    if samples < 1 or calib_samples < 1 or timing_rounds < 0 or max_keep < 0:
-        raise PrecisionError("samples and calib_samples must be >= 1, timing_rounds and max_keep >= 0")
+    check_options(precision, calib, int8_target, samples, calib_samples, timing_rounds, max_keep)
     with ExitStack() as stack:
         source = _open_source(artifact, stack, img_size, trust_pickle)
         x, described, images, held_out = _images(source, precision, data, calib, samples, calib_samples, seed)
@@ -349,4 +367,5 @@ __all__ = [
     "SensitivityReport",
     "UnitSensitivity",
     "block_sensitivity",
+    "check_options",
 ]

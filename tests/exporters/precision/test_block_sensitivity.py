@@ -164,6 +164,12 @@ def test_unknown_levels_are_refused_by_the_library_in_one_line_before_any_work(t
     assert parse_levels(" stage, block,stage") == ("stage", "block") == parse_levels(["stage", "block"])
 
 
+def test_int8_without_calibration_images_is_refused_by_the_library_before_any_work(tmp_path):
+    """The one owner of this check (the CLI calls the same one, for exit 2): the artifact here does not exist."""
+    with pytest.raises(PrecisionError, match=r"^int8 sensitivity needs calibration images \(calib / --calib DIR\)$"):
+        block_sensitivity(tmp_path / "missing.onnx", "int8")
+
+
 def test_level_choices_match_the_library():
     from acmix_deploy.commands.precision import LEVEL_CHOICES
 
