@@ -72,7 +72,7 @@ class UnitSensitivity:
     kept: Error
     alone: Error | None
     island_ms: float | None  # batch-1 p50 with the unit in fp32 minus the fully reduced variant's
-    island_noise_ms: float | None = None  # the larger standard deviation of the two timings: below it, noise
+    island_noise_ms: float | None = None  # the timing noise (timing.compare_speed's) in ms: within it, no verdict
 
     def gain(self, full: Error) -> tuple[float, float]:
         """(top-1 agreement regained, share of the fully reduced max abs error removed): higher is better."""
@@ -124,7 +124,8 @@ class SensitivityReport:
         for rank, u in enumerate(self.units, 1):
             _, cut = u.gain(self.full)
             alone = f"{u.alone.max_abs:>11.4g}{u.alone.top1_agreement:>8.1%}" if u.alone else f"{'-':>11}{'-':>8}"
-            island = f"{u.island_ms:>+7.2f} ±{u.island_noise_ms:<5.2f}" if u.island_ms is not None else f"{'-':>14}"
+            noise = "?" if u.island_noise_ms is None else f"{u.island_noise_ms:.2f}"
+            island = f"{u.island_ms:>+7.2f} ±{noise:<5}" if u.island_ms is not None else f"{'-':>14}"
             lines.append(
                 f"{rank:>4}  {u.unit.name:<24}{u.unit.kind:<7}{len(u.unit.nodes):>6} |{u.kept.max_abs:>11.4g}"
                 f"{u.kept.cosine_min:>10.6f}{u.kept.top1_agreement:>7.1%}{cut:>6.0%} |{alone} |{island}"
@@ -138,8 +139,8 @@ class SensitivityReport:
             s = self.speed
             lines.append(
                 f"fp32 island: batch-1 p50 with the unit in fp32 minus fully {p} ({s['rounds']} interleaved rounds "
-                f"per unit; ± the larger std of the two, differences below it are noise); fp32 {s['fp32_p50_ms']:.2f} "
-                f"ms, fully {p} {s['reduced_p50_ms']:.2f} ms"
+                f"per unit; ± the noise of their per-round ratio, differences within it are noise); "
+                f"fp32 {s['fp32_p50_ms']:.2f} ms, fully {p} {s['reduced_p50_ms']:.2f} ms"
             )
         return "\n".join(lines)
 
@@ -198,14 +199,21 @@ def _images(
 
 
 def _island_ms(full_run, kept_run, x1: np.ndarray, rounds: int) -> tuple[float | None, float | None]:
-    """What the fp32 island costs at batch 1 (kept minus fully reduced p50, interleaved) and the timing noise."""
+    """What the fp32 island costs at batch 1 (kept minus fully reduced p50, interleaved) and the timing noise.
+
+    The noise is :func:`acmix_deploy.timing.compare_speed`'s (the spread of the per-round ratios), in ms
+    of the fully reduced p50: a difference within it is exactly a "within noise" speed verdict. ``None``
+    with fewer than 4 rounds (nothing to bound it).
+    """
     if not rounds:
         return None, None
-    from acmix_deploy.timing import time_interleaved
+    from acmix_deploy.timing import compare_speed, summarize, time_windows
 
-    stats = time_interleaved({"reduced": lambda: full_run(x1), "kept": lambda: kept_run(x1)}, rounds=rounds)
-    noise = max(stats["kept"].std, stats["reduced"].std)
-    return round(stats["kept"].p50 - stats["reduced"].p50, 3), round(noise, 3)
+    reduced, kept = time_windows([lambda: full_run(x1), lambda: kept_run(x1)], rounds=rounds).samples
+    noise = compare_speed(kept, reduced).noise
+    base = summarize(reduced).p50
+    island = round(summarize(kept).p50 - base, 3)
+    return island, None if noise is None else round(noise * base, 3)
 
 
 def _choose(units: list[UnitSensitivity], full: Error, max_keep: int, levels: Sequence[str]) -> list[UnitSensitivity]:

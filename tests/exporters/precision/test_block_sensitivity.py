@@ -170,6 +170,30 @@ def test_int8_without_calibration_images_is_refused_by_the_library_before_any_wo
         block_sensitivity(tmp_path / "missing.onnx", "int8")
 
 
+def test_an_islands_noise_is_the_speed_verdicts_noise():
+    """One definition of timing noise (timing.compare_speed's, in ms of the fully reduced run): a 20 ms island
+    stands out of it, and with fewer than 4 rounds there is none (the table says ``±?``), as compare_speed says."""
+    import time
+
+    import numpy as np
+
+    from acmix_deploy.exporters.precision.block_sensitivity import _island_ms
+
+    x1 = np.zeros((1, 3, 8, 8), np.float32)
+    reduced, kept = lambda x: time.sleep(0.005), lambda x: time.sleep(0.025)
+    island, noise = _island_ms(reduced, kept, x1, 8)
+    assert 15.0 < island < 40.0 and noise is not None and 0.0 <= noise < island
+    assert _island_ms(reduced, kept, x1, 3)[1] is None and _island_ms(reduced, kept, x1, 0) == (None, None)
+    from acmix_deploy.exporters.precision.block_sensitivity import Error, SensitivityReport, UnitSensitivity
+    from acmix_deploy.exporters.precision.blocks import Unit
+
+    err = Error(1.0, 0.5, 0.9, 1.0)
+    units = [UnitSensitivity(Unit("layer1", "stage", ("a",)), err, None, *_island_ms(reduced, kept, x1, 3))]
+    speed = {"rounds": 3, "fp32_p50_ms": 1.0, "reduced_p50_ms": 1.0}
+    table = SensitivityReport("int8", "m.onnx", "8 inputs", err, units, [], None, speed).table()
+    assert " ±?" in table and "per-round ratio" in table
+
+
 def test_level_choices_match_the_library():
     from acmix_deploy.commands.precision import LEVEL_CHOICES
 
