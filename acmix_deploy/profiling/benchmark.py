@@ -79,7 +79,7 @@ class BenchmarkRow:
     batch: int
     stats: LatencyStats
     throughput: float  # images per second at the median latency
-    ratio_vs_first: float  # median latency of the first artifact / this one (>1: faster)
+    speedup_vs_first: float  # median latency of the first artifact / this one (>1: faster); its JSON key too
     load_rss_mb: float | None  # resident memory this artifact's loading added and kept
     cuda_phases_ms: dict | None = None  # median h2d / compute / d2h from CUDA events, when the backend has them
     speed: SpeedComparison | None = None  # vs the first artifact, with the noise bounding a verdict
@@ -98,7 +98,7 @@ class BenchmarkRow:
     def vs_first(self, first: bool) -> str:
         if first:
             return "reference"
-        return speed_verdict(self.speed) if self.speed else f"{self.ratio_vs_first:.2f}x"
+        return speed_verdict(self.speed) if self.speed else f"{self.speedup_vs_first:.2f}x"
 
     def to_dict(self) -> dict:
         def mb(value: float | None) -> float | None:
@@ -111,7 +111,7 @@ class BenchmarkRow:
             **{f"{k}_ms": round(v, 3) for k, v in self.stats.to_dict().items() if k != "n"},
             "iterations": self.stats.n,
             "throughput_ips": round(self.throughput, 2),
-            "speedup_vs_first": round(self.ratio_vs_first, 3),
+            "speedup_vs_first": round(self.speedup_vs_first, 3),
             "speed_vs_first": self.speed.to_dict() if self.speed else None,
             "p99_over_p50": round(self.p99_over_p50, 3),
             "variance_warning": self.variance_warning,
@@ -332,7 +332,7 @@ def benchmark(
                     batch=batch,
                     stats=stats[i],
                     throughput=batch / (stats[i].p50 / 1000.0),
-                    ratio_vs_first=stats[0].p50 / stats[i].p50,
+                    speedup_vs_first=stats[0].p50 / stats[i].p50,
                     load_rss_mb=memory[i][0],
                     load_peak_rss_mb=memory[i][1],
                     run_peak_rss_mb=probe.peaks[i],

@@ -33,7 +33,7 @@ def test_benchmark_two_backends_side_by_side(small_artifacts, tmp_path):
     first_at = {}
     for row in result.rows:  # each row against the first artifact at the same batch
         first = first_at.setdefault(row.batch, row)
-        assert row.ratio_vs_first == pytest.approx(first.stats.p50 / row.stats.p50) and row.stats.n == 3
+        assert row.speedup_vs_first == pytest.approx(first.stats.p50 / row.stats.p50) and row.stats.n == 3
         assert row.throughput == pytest.approx(row.batch / (row.stats.p50 / 1000.0))
     torch_row = json.loads(result.to_json())["rows"][1]
     assert torch_row["speedup_vs_first"] == round(result.rows[0].stats.p50 / result.rows[1].stats.p50, 3)
