@@ -382,17 +382,13 @@ class TensorRTRunner(Runner):
 def engine_profiles(sidecar: EngineSidecar) -> list[BatchRange]:
     """The batch range of every optimisation profile, in engine order, from the sidecar.
 
-    Sidecars written before several profiles existed have only ``profile``: that one.
+    Sidecars written before several profiles existed have only ``profile``: that one. Reading the
+    sidecar checked the shapes (:class:`acmix_deploy.manifest.EngineProfile`).
 
     Raises:
-        RunnerError: ``profiles`` is not a list of min/opt/max profiles.
+        RunnerError: a profile's batches are not ordered ``min <= opt <= max``.
     """
-    listed = sidecar.extra.get("profiles")
-    if listed is None:
-        return [BatchRange.of_shapes(sidecar.profile)]
-    if not isinstance(listed, list) or not listed:
-        raise RunnerError(f"the engine sidecar's profiles must be a non-empty list, got {listed!r}")
-    return [BatchRange.of_shapes(p if isinstance(p, dict) else {}) for p in listed]
+    return [BatchRange(p.batch.min, p.batch.opt or p.batch.max, p.batch.max) for p in sidecar.engine_profiles]
 
 
 def _torch_dtype(torch, trt, dtype):

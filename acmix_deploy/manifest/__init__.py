@@ -5,7 +5,7 @@
 never imports onnx, onnxruntime or tensorrt).
 """
 
-from .engine import ENGINE_SIDECAR_FORMAT, ENGINE_SIDECAR_VERSION, EngineSidecar
+from .engine import ENGINE_SIDECAR_FORMAT, ENGINE_SIDECAR_VERSION, EngineProfile, EngineSidecar
 from .graph import GraphTensor, check_graph, graph_io, graph_mismatch
 from .reader import (
     ENGINE_SUFFIXES,
@@ -41,6 +41,7 @@ __all__ = [
     "IMAGENET_STD",
     "MANIFEST_KEY",
     "BatchSpec",
+    "EngineProfile",
     "EngineSidecar",
     "GraphTensor",
     "Manifest",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from acmix_deploy.fileio import atomic_write_bytes, atomic_write_text, check_writable
-from acmix_deploy.manifest import EngineSidecar, Manifest, sidecar_path
+from acmix_deploy.manifest import EngineProfile, EngineSidecar, Manifest, sidecar_path
 
 from .profile import ProfileShapes
 
@@ -81,7 +81,9 @@ def make_engine_sidecar(
         onnx_sha256=onnx_sha256,
         builder=builder,
         build_seconds=round(build_seconds, 3),
-        extra={"profiles": [p.to_dict() for p in (profiles or [profile])]},
+        profiles=tuple(
+            EngineProfile(min=p.min, max=p.max, opt=p.opt, input=p.input_name) for p in (profiles or [profile])
+        ),
     )
 
 

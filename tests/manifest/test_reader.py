@@ -134,6 +134,29 @@ def test_engine_manifest_comes_from_its_profile(tmp_path):
     assert read_engine_sidecar(engine) == side
 
 
+def test_engine_profiles_are_typed_and_old_sidecars_read_losslessly(tmp_path):
+    """Every optimisation profile is an EngineProfile; a sidecar without ``profiles`` (older writers) has its
+    ``profile`` alone and writes back as it was read; a newer writer's keys in a profile are kept."""
+    from acmix_deploy.manifest import EngineProfile
+
+    shapes = {"input": "input", "min": [2, 3, 8, 8], "opt": [4, 3, 8, 8], "max": [4, 3, 8, 8]}
+    old = {"format": "acmix-deploy.tensorrt-engine", "format_version": 1, "precision": "fp16", "profile": shapes,
+           "tensorrt": {"version": "10.16"}, "gpu": {"name": "g", "compute_capability": "9.0"},
+           "manifest": _manifest(batch=BatchSpec(max=32)).to_dict()}  # fmt: skip
+    side = read_engine_sidecar(_engine(tmp_path, old))
+    assert side.profiles == () and side.engine_profiles == (EngineProfile((2, 3, 8, 8), (4, 3, 8, 8), (4, 3, 8, 8),
+                                                                          "input"),)  # fmt: skip
+    assert {k: v for k, v in side.to_dict().items() if k in old} == old and "profiles" not in side.to_dict()
+    listed = [shapes, {"min": [8, 3, 8, 8], "max": [16, 3, 8, 8], "future": {"x": 1}}]  # no opt, no input: older
+    side = read_engine_sidecar(_engine(tmp_path, {**old, "profiles": listed}))
+    second = side.profiles[1]
+    assert isinstance(second, EngineProfile) and second.opt is None and second.extra == {"future": {"x": 1}}
+    assert second.batch == BatchSpec(dynamic=True, min=8, max=16) and side.extra == {}
+    assert side.to_dict()["profiles"] == listed
+    with pytest.raises(ManifestError, match=r"is not \[batch, 3, 8, 8\]"):
+        read_engine_sidecar(_engine(tmp_path, {**old, "profiles": [{**shapes, "max": [4, 3, 9, 9]}]}))
+
+
 @pytest.mark.parametrize("content", [b"{", b"\xff\xfe", b"{}", b'{"format": "acmix-deploy.tensorrt-engine"}'])
 def test_corrupt_engine_sidecar_is_one_line_manifest_error(tmp_path, content):
     engine = _engine(tmp_path, content)

@@ -10,7 +10,7 @@ from acmix_deploy.exporters.tensorrt import BuildError
 from acmix_deploy.exporters.tensorrt.engine import prepare_build
 from acmix_deploy.exporters.tensorrt.profile import compute_profiles, parse_profile, served_profile
 from acmix_deploy.exporters.tensorrt.sidecar import make_engine_sidecar
-from acmix_deploy.manifest import BatchSpec, EngineSidecar, read_manifest
+from acmix_deploy.manifest import BatchSpec, EngineSidecar, ManifestError, read_manifest
 from acmix_deploy.runtimes.base import RunnerError
 from acmix_deploy.runtimes.tensorrt import engine_profiles
 from acmix_deploy.runtimes.tensorrt_profiles import BatchRange, pick_profile, served_range, split_batch
@@ -99,8 +99,11 @@ def test_old_sidecars_have_their_one_profile_and_bad_lists_are_refused(tmp_path)
     assert engine_profiles(sidecar) == [BatchRange(1, 4, 4)]
     data = _sidecar_dict()
     data["profiles"] = [{"min": [1]}]
-    with pytest.raises(RunnerError, match="min/opt/max"):
-        engine_profiles(EngineSidecar.from_dict(data))
+    with pytest.raises(ManifestError, match="min/opt/max"):  # refused as the sidecar is read, not at first use
+        EngineSidecar.from_dict(data)
+    data["profiles"] = []
+    with pytest.raises(ManifestError, match="non-empty list"):
+        EngineSidecar.from_dict(data)
 
 
 def _sidecar_dict() -> dict:
