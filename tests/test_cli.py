@@ -576,6 +576,14 @@ def test_benchmark_stability_json_is_clean_and_progress_goes_to_stderr(small_art
     assert_one_line_error(run_cli("benchmark", onnx_path, "--max-windows", "1"), 2, "--max-windows")
 
 
+def test_benchmark_floor_reports_each_cpu_artifacts_ratio_to_the_gemm_floor(small_artifacts):
+    proc = run_cli("benchmark", str(small_artifacts["onnx"]), "--iters", "2", "--threads", "1", "--floor")
+    assert proc.returncode == 0, proc.stderr
+    assert "batch 1 floor (fp32 GEMM probe at" in proc.stdout and "x its" in proc.stdout
+    report = json.loads(run_cli("benchmark", str(small_artifacts["onnx"]), "--iters", "2", "--floor", "--json").stdout)
+    assert report["settings"]["floor"]["gflops_by_batch"]["1"] > 0 and report["rows"][0]["ratio_to_floor"] > 0
+
+
 VERIFY_NUMERIC = ("max_abs_diff", "max_abs_ref", "mean_abs_diff", "cosine_min", "top1_agreement", "passed",
                   "tolerance", "abs_error", "rel_error")  # fmt: skip
 

@@ -48,6 +48,9 @@ def benchmark(
     plot_file: Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot.")] = None,
     concurrency: Annotated[int, typer.Option(help="Also run N client threads: plain vs micro-batched (0: off).")] = 0,
     requests: Annotated[int, typer.Option(help="Requests per client thread with --concurrency.")] = 20,
+    floor: Annotated[
+        bool, typer.Option("--floor", help="Also time a 2048^3 fp32 GEMM, same rounds: each CPU artifact's floor.")
+    ] = False,
     force: Force = False,
 ) -> None:
     """Latency percentiles and throughput per batch size, artifacts interleaved round by round."""
@@ -80,6 +83,8 @@ def benchmark(
             stability=stability,
             max_windows=max_windows,
             progress=stage_printer(True),  # stderr: stdout holds the table or the --json report only
+            floor=floor,
+            floor_threads=threads,
         )
         concurrent = [
             bench.concurrency_benchmark(Predictor(r), threads=concurrency, requests_per_thread=requests)

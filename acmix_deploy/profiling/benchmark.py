@@ -39,6 +39,7 @@ from ..timing import (
     summarize,
     time_windows,
 )
+from .concurrency import ConcurrencyResult, concurrency_benchmark
 from .memory import MemoryProbe, current_rss_mb, release_free_memory
 from .plot import plot
 
@@ -61,6 +62,7 @@ __all__ = [
     "BenchmarkError",
     "BenchmarkResult",
     "BenchmarkRow",
+    "ConcurrencyResult",
     "benchmark",
     "concurrency_benchmark",
     "current_rss_mb",
@@ -86,6 +88,11 @@ class BenchmarkRow:
     run_peak_rss_mb: float | None = None  # highest resident growth during one of its calls at this batch
     load_peak_rss_mb: float | None = None  # highest resident growth during its load (transients included)
     window_p50_ms: list[float] = field(default_factory=list)  # each measurement window's median
+    floor_ms: float | None = None  # --floor: this artifact's MACs at the GEMM probe's rate (CPU artifacts)
+
+    @property
+    def ratio_to_floor(self) -> float | None:
+        return None if self.floor_ms is None else self.stats.p50 / self.floor_ms
 
     @property
     def p99_over_p50(self) -> float:
@@ -116,6 +123,8 @@ class BenchmarkRow:
             "p99_over_p50": round(self.p99_over_p50, 3),
             "variance_warning": self.variance_warning,
             "window_p50_ms": [round(v, 3) for v in self.window_p50_ms],
+            "floor_ms": None if self.floor_ms is None else round(self.floor_ms, 3),
+            "ratio_to_floor": None if self.ratio_to_floor is None else round(self.ratio_to_floor, 3),
             "load_rss_mb": mb(self.load_rss_mb),
             "load_peak_rss_mb": mb(self.load_peak_rss_mb),
             "run_peak_rss_mb": mb(self.run_peak_rss_mb),
@@ -176,8 +185,27 @@ class BenchmarkResult:
                     f"warning: {r.artifact} batch {r.batch}: p99 is {r.p99_over_p50:.1f}x p50 "
                     f"(warns above {VARIANCE_P99_OVER_P50}x): latency varies here; {hint}"
                 )
+        lines += self._floor_notes()
         if any(r.load_rss_mb is not None for r in self.rows):
             lines.append(MEMORY_NOTE)
+        return lines
+
+    def _floor_notes(self) -> list[str]:
+        floor = self.settings.get("floor")
+        if not floor:
+            return []
+        lines = []
+        for batch, gflops in floor["gflops_by_batch"].items():
+            cells = [
+                f"{r.artifact} {r.ratio_to_floor:.2f}x its {r.floor_ms:.1f} ms"
+                if r.floor_ms is not None
+                else f"{r.artifact}: not on this CPU"
+                for r in self.rows
+                if r.batch == int(batch)
+            ]
+            lines.append(
+                f"batch {batch} floor (fp32 GEMM probe at {gflops:.0f} GFLOP/s, same rounds): " + "; ".join(cells)
+            )
         return lines
 
     def table(self) -> str:
@@ -249,6 +277,8 @@ def benchmark(
     max_windows: int = DEFAULT_MAX_WINDOWS,
     progress: Progress | None = None,
     prime: bool = True,
+    floor: bool = False,
+    floor_threads: int = 0,
 ) -> BenchmarkResult:
     """Time ``runner.infer`` per batch size, interleaving the runners round by round.
 
@@ -261,6 +291,9 @@ def benchmark(
         progress: ``progress(stage, message)`` after the warm-up and each window (the CLI prints to stderr).
         prime: before measuring loads, load, run and close the first artifact of each backend once, so
             the backend's one-off memory is no artifact's row (costs one extra load per backend).
+        floor / floor_threads: also time this machine's fp32 GEMM probe (:mod:`.floor`, an ONNX Runtime
+            session with ``floor_threads`` intra-op threads, 0: its default) in the same rounds, and give
+            each CPU artifact its floor (its model's MACs at the probe's rate) and its ratio to it.
     """
     result = BenchmarkResult(
         settings={
@@ -276,15 +309,23 @@ def benchmark(
             "interleaved": True,
         }
     )
-    probe = MemoryProbe(len(runners))
+    gemm = None
+    if floor:
+        from .floor import GEMM_N, gemm_probe
+
+        gemm = gemm_probe(floor_threads)
+        result.settings["floor"] = {"probe": f"{GEMM_N}^3 fp32 MatMul, ONNX Runtime", "threads": floor_threads,
+                                    "gflops_by_batch": {}}  # fmt: skip
+    probe = MemoryProbe(len(runners) + (gemm is not None))  # the GEMM probe is the last candidate
     if prime and probe.available:
         _prime_backends(runners, seed)
     size, memory = _load_each(runners, probe)
+    macs = _cpu_macs(runners) if gemm is not None else [None] * len(runners)
     result.settings["memory_method"] = probe.method
     result.settings["memory_primed"] = bool(prime and probe.available)
     for batch in batches:
         x = np.random.default_rng(seed + batch).standard_normal((batch, 3, size, size), dtype=np.float32)
-        calls = [lambda r=runner, x=x: r.infer(x) for runner in runners]
+        calls = [lambda r=runner, x=x: r.infer(x) for runner in runners] + ([gemm] if gemm is not None else [])
         probe.reset_peaks()
         if probe.available:  # pages others freed (a torch load's temporaries) would hide a first call's buffers
             release_free_memory()
@@ -322,6 +363,7 @@ def benchmark(
             }
         )
         stats = [summarize(s) for s in timing.samples]
+        floors = _floors(macs, batch, stats[-1].p50 if gemm is not None else None, result.settings)
         phases = [_cuda_phases(runner, x, rounds=min(stats[0].n, 20)) for runner in runners]
         for i, runner in enumerate(runners):
             speed = compare_speed(timing.samples[0], timing.samples[i], window_medians=(medians[0], medians[i]))
@@ -339,10 +381,33 @@ def benchmark(
                     cuda_phases_ms=phases[i],
                     speed=speed,
                     window_p50_ms=medians[i],
+                    floor_ms=floors[i],
                 )
             )
     result.settings["process_peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return result
+
+
+def _cpu_macs(runners: Sequence) -> list[int | None]:
+    """Each runner's model MACs an image where it runs on this CPU (the probe's floor means nothing on a GPU)."""
+    from .floor import manifest_macs
+
+    def on_cpu(runner) -> bool:
+        device = getattr(runner, "device", "cpu")
+        return runner.backend != "tensorrt" and getattr(device, "type", device) == "cpu"
+
+    return [manifest_macs(r.manifest) if on_cpu(r) else None for r in runners]
+
+
+def _floors(macs: list[int | None], batch: int, probe_ms: float | None, settings: dict) -> list[float | None]:
+    """Per runner, its floor at this batch from the probe's median (recorded in ``settings``)."""
+    if probe_ms is None:
+        return [None] * len(macs)
+    from .floor import floor_ms, probe_gflops
+
+    gflops = probe_gflops(probe_ms)
+    settings["floor"]["gflops_by_batch"][str(batch)] = round(gflops, 1)
+    return [None if m is None else floor_ms(m, batch, gflops) for m in macs]
 
 
 def _cuda_phases(runner, x: np.ndarray, rounds: int) -> dict | None:
@@ -353,79 +418,3 @@ def _cuda_phases(runner, x: np.ndarray, rounds: int) -> dict | None:
         return None
     samples = [infer_phases(x)[1] for _ in range(max(rounds, 1))]
     return {key: round(statistics.median(s[key] for s in samples), 4) for key in samples[0]}
-
-
-@dataclass
-class ConcurrencyResult:
-    artifact: str
-    threads: int
-    requests: int
-    unbatched_ips: float
-    batched_ips: float
-    batches_run: int
-    identical: bool
-
-    @property
-    def ratio(self) -> float:
-        return self.batched_ips / self.unbatched_ips
-
-    def to_dict(self) -> dict:
-        return {**self.__dict__, "ratio": round(self.ratio, 3)}
-
-    def describe(self) -> str:
-        return (
-            f"{self.artifact}: {self.threads} threads x {self.requests // self.threads} requests (batch 1): "
-            f"unbatched {self.unbatched_ips:.1f} img/s, micro-batched {self.batched_ips:.1f} img/s "
-            f"({self.ratio:.2f}x, {self.batches_run} batches), results identical: {self.identical}"
-        )
-
-
-def concurrency_benchmark(
-    predictor,
-    *,
-    threads: int = 8,
-    requests_per_thread: int = 20,
-    max_delay_ms: float = 2.0,
-    workers: int = 2,
-    seed: int = 0,
-) -> ConcurrencyResult:
-    """Many threads sending single images: plain Predictor vs BatchingPredictor, same inputs."""
-    import threading
-
-    from ..batching import BatchingPredictor
-
-    size = predictor.manifest.img_size
-    rng = np.random.default_rng(seed)
-    inputs = [rng.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(16)]
-    expected = [predictor.infer(x) for x in inputs]
-
-    def drive(infer) -> tuple[float, bool]:
-        same = [True]
-
-        def worker(offset: int) -> None:
-            for k in range(requests_per_thread):
-                i = (offset + k) % len(inputs)
-                if not np.array_equal(infer(inputs[i]), expected[i]):
-                    same[0] = False
-
-        pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-        t0 = time.perf_counter()
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
-        return threads * requests_per_thread / (time.perf_counter() - t0), same[0]
-
-    unbatched, same_a = drive(predictor.infer)
-    with BatchingPredictor(predictor, max_delay_ms=max_delay_ms, workers=workers) as batcher:
-        batched, same_b = drive(batcher.infer)
-        batches = batcher.batches_run
-    return ConcurrencyResult(
-        artifact=predictor.runner.describe(),
-        threads=threads,
-        requests=threads * requests_per_thread,
-        unbatched_ips=unbatched,
-        batched_ips=batched,
-        batches_run=batches,
-        identical=same_a and same_b,
-    )

@@ -47,3 +47,24 @@ def test_swin_macs_follow_the_recorded_input_size():
     manifest = Manifest(family=family.name, hparams=hparams, img_size=64, num_classes=10,
                         preprocessing=Preprocessing(resize=64, crop=64))  # fmt: skip
     assert floor.manifest_macs(manifest) == count_macs("acmix_swin_tiny", 64, **hparams)
+
+
+def test_benchmark_floor_times_the_probe_in_the_same_rounds(small_artifacts):
+    pytest.importorskip("onnxruntime")
+    from acmix_deploy.profiling.benchmark import benchmark
+    from acmix_deploy.runtimes import open_runner
+
+    runners = [open_runner(small_artifacts["onnx"]), open_runner(small_artifacts["checkpoint"], img_size=64)]
+    result = benchmark(runners, batches=[1, 2], warmup=1, iterations=2, floor=True, floor_threads=1)
+    gflops = result.settings["floor"]["gflops_by_batch"]
+    assert set(gflops) == {"1", "2"} and all(g > 0 for g in gflops.values())
+    macs = floor.manifest_macs(runners[0].manifest)
+    for row in result.rows:  # both artifacts run on this CPU: both get the same model's floor
+        expected = floor.floor_ms(macs, row.batch, gflops[str(row.batch)])
+        assert row.floor_ms == pytest.approx(expected, rel=1e-3)
+        assert row.ratio_to_floor == pytest.approx(row.stats.p50 / row.floor_ms)
+        assert row.to_dict()["ratio_to_floor"] == round(row.ratio_to_floor, 3)
+    assert sum("floor (fp32 GEMM probe at" in line for line in result.notes()) == 2
+    plain = benchmark(runners[:1], batches=[1], warmup=1, iterations=1)
+    assert "floor" not in plain.settings and plain.rows[0].floor_ms is None
+    assert not any("floor" in line for line in plain.notes())
