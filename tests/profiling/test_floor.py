@@ -68,3 +68,28 @@ def test_benchmark_floor_times_the_probe_in_the_same_rounds(small_artifacts):
     plain = benchmark(runners[:1], batches=[1], warmup=1, iterations=1)
     assert "floor" not in plain.settings and plain.rows[0].floor_ms is None
     assert not any("floor" in line for line in plain.notes())
+
+
+def test_gpu_artifacts_get_no_cpu_floor_and_the_table_says_so(small_artifacts):
+    """A TensorRT engine or a CUDA session is not measured against this CPU's GEMM rate."""
+    from types import SimpleNamespace
+
+    from acmix_deploy.profiling.benchmark import BenchmarkResult, BenchmarkRow, _cpu_macs
+    from acmix_deploy.runtimes import open_runner
+    from acmix_deploy.timing import summarize
+
+    cpu = open_runner(small_artifacts["onnx"])
+    manifest = cpu.manifest
+    engine = SimpleNamespace(backend="tensorrt", manifest=manifest)
+    cuda_session = SimpleNamespace(backend="onnxruntime", device="cuda", manifest=manifest)
+    macs = _cpu_macs([cpu, engine, cuda_session])
+    assert macs[0] == floor.manifest_macs(manifest) and macs[1:] == [None, None]
+    stats = summarize([0.004, 0.005])
+    rows = [
+        BenchmarkRow("a.onnx", "onnxruntime", 1, stats, 200.0, 1.0, None, floor_ms=2.5),
+        BenchmarkRow("a.engine", "tensorrt", 1, stats, 200.0, 1.0, None),
+    ]
+    result = BenchmarkResult(rows=rows, settings={"floor": {"gflops_by_batch": {"1": 150.0}}})
+    (note,) = [line for line in result.notes() if "floor" in line]
+    assert "a.onnx 1.80x its 2.5 ms" in note and "a.engine: not on this CPU" in note
+    assert "ratio_to_floor" in result.to_csv().splitlines()[0] and rows[1].to_dict()["ratio_to_floor"] is None
