@@ -487,6 +487,31 @@ def test_side_by_side_commands_read_each_manifest_only_as_its_runner_loads(cli_e
     assert loads and sorted(reads) == sorted(loads), (reads, loads)
 
 
+def test_evaluate_without_shared_names_loads_one_model_at_a_time(cli_env, monkeypatch):
+    """With --labels no manifest is needed up front, so each artifact is loaded, evaluated and closed in turn."""
+    from acmix_deploy.runtimes.onnxruntime import OnnxRuntimeRunner
+
+    loaded: set[int] = set()
+    most = [0]
+    real_load, real_close = OnnxRuntimeRunner._load, OnnxRuntimeRunner._close
+
+    def counted_load(self):
+        loaded.add(id(self))
+        most[0] = max(most[0], len(loaded))
+        return real_load(self)
+
+    def counted_close(self):
+        loaded.discard(id(self))
+        return real_close(self)
+
+    monkeypatch.setattr(OnnxRuntimeRunner, "_load", counted_load)
+    monkeypatch.setattr(OnnxRuntimeRunner, "_close", counted_close)
+    argv = ["evaluate", cli_env["onnx"], str(cli_env["fp16"]), "--data", cli_env["data"], "--labels", cli_env["labels"]]
+    proc = inproc(*argv, "--top-k", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert most[0] == 1 and not loaded
+
+
 def test_old_json_file_spelling_is_rewritten_only_where_it_wrote_a_file():
     from acmix_deploy.cli import modern_argv
 

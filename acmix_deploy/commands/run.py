@@ -173,6 +173,7 @@ def evaluate(
     from acmix_deploy import Predictor
     from acmix_deploy.evaluate import evaluate as run_evaluate
     from acmix_deploy.evaluate import format_comparison, format_report
+    from acmix_deploy.runtimes import open_runner
     from acmix_deploy.side_by_side import recorded_precision, runner_options, shared_class_names
 
     ks = ints(top_k, "--top-k")
@@ -190,18 +191,19 @@ def evaluate(
             typer.echo(f"\r{done}/{total} images", nl=done >= total, err=True)
 
     # Each manifest is read once, by its runner: the shared class names and the precision records reuse it
-    # (a closed runner keeps its manifest). Without shared names, one model is loaded at a time.
-    predictors = [Predictor.load(a, backend, **runner_options(a, backend, img_size=img_size)) for a in artifacts]
+    # (a closed runner keeps its manifest). Runners load when first used: with shared names all of them
+    # first (their manifests name the classes); without, one model is loaded at a time.
+    runners = [open_runner(a, backend, **runner_options(a, backend, img_size=img_size)) for a in artifacts]
     reports = []
     with ExitStack() as stack:
-        for predictor in predictors:
-            stack.callback(predictor.close)
-        manifests = [p.manifest for p in predictors] if shared else None
+        for runner in runners:
+            stack.callback(runner.close)
+        manifests = [r.manifest for r in runners] if shared else None
         names = shared_class_names(artifacts, data, manifests) if shared else None  # lent to those naming none
-        for predictor in predictors:
+        for runner in runners:
             reports.append(
                 run_evaluate(
-                    predictor,
+                    Predictor(runner),  # loads it, unless its manifest was read above
                     data,
                     top_k=tuple(ks),
                     batch_size=batch,
@@ -211,8 +213,8 @@ def evaluate(
                     progress=progress,
                 )
             )
-            predictor.close()
-    recorded = [recorded_precision(a, p.manifest) for a, p in zip(artifacts, predictors, strict=True)]
+            runner.close()
+    recorded = [recorded_precision(a, r.manifest) for a, r in zip(artifacts, runners, strict=True)]
     if len(reports) > 1:
         text = format_comparison(reports, [r.precision for r in recorded])
     else:
