@@ -194,12 +194,12 @@ class BenchmarkResult:
         floor = self.settings.get("floor")
         if not floor:
             return []
-        lines = []
+        lines, no_model = [], floor.get("no_model", [])  # ONNX without an acmix-deploy manifest: generic
         for batch, gflops in floor["gflops_by_batch"].items():
             cells = [
                 f"{r.artifact} {r.ratio_to_floor:.2f}x its {r.floor_ms:.1f} ms"
                 if r.floor_ms is not None
-                else f"{r.artifact}: not on this CPU"
+                else f"{r.artifact}: {'no model to count' if r.artifact in no_model else 'not on this CPU'}"
                 for r in self.rows
                 if r.batch == int(batch)
             ]
@@ -321,6 +321,11 @@ def benchmark(
         _prime_backends(runners, seed)
     size, memory = _load_each(runners, probe)
     macs = _cpu_macs(runners) if gemm is not None else [None] * len(runners)
+    if gemm is not None:
+        from ..families import family_names
+
+        known = family_names()
+        result.settings["floor"]["no_model"] = [r.describe() for r in runners if r.manifest.family not in known]
     result.settings["memory_method"] = probe.method
     result.settings["memory_primed"] = bool(prime and probe.available)
     for batch in batches:
@@ -389,14 +394,20 @@ def benchmark(
 
 
 def _cpu_macs(runners: Sequence) -> list[int | None]:
-    """Each runner's model MACs an image where it runs on this CPU (the probe's floor means nothing on a GPU)."""
+    """Each runner's model MACs an image where it runs on this CPU (the probe's floor means nothing on a GPU)
+    and its manifest names a model family (an ONNX without an acmix-deploy manifest is ``generic``: no
+    model to count, so no floor, rather than no benchmark)."""
+    from ..families import family_names
     from .floor import manifest_macs
 
-    def on_cpu(runner) -> bool:
-        device = getattr(runner, "device", "cpu")
-        return runner.backend != "tensorrt" and getattr(device, "type", device) == "cpu"
+    known = set(family_names())
 
-    return [manifest_macs(r.manifest) if on_cpu(r) else None for r in runners]
+    def counted(runner) -> bool:
+        device = getattr(runner, "device", "cpu")
+        on_cpu = runner.backend != "tensorrt" and getattr(device, "type", device) == "cpu"
+        return on_cpu and runner.manifest.family in known
+
+    return [manifest_macs(r.manifest) if counted(r) else None for r in runners]
 
 
 def _floors(macs: list[int | None], batch: int, probe_ms: float | None, settings: dict) -> list[float | None]:

@@ -98,3 +98,19 @@ def test_fused_kernels_are_placed_by_their_outputs_not_reported_as_layout(tmp_pa
     assert {n["branch"] for n in gelu} == {"mlp"}
     assert all(n["block"].startswith("layers.") for n in gelu)
     assert {n["op"] for n in prof.top_nodes if n["branch"] == "layout"} <= DATA_MOVEMENT_OPS
+
+
+def test_benchmark_floor_gives_an_onnx_without_a_manifest_no_floor_and_still_runs(tmp_path):
+    """A generic ONNX (no acmix-deploy manifest) has no model to count: its row has no floor, the run goes on."""
+    pytest.importorskip("onnxruntime")
+    from tests.reliability.conftest import tiny_classifier
+
+    path = tiny_classifier(tmp_path / "generic.onnx")
+    with pytest.warns(UserWarning, match="no acmix-deploy manifest"):
+        runner = open_runner(path).activate()
+    with runner:
+        result = benchmark([runner], batches=[1], warmup=1, iterations=2, floor=True, floor_threads=1)
+    assert result.rows[0].floor_ms is None and result.rows[0].to_dict()["ratio_to_floor"] is None
+    assert result.settings["floor"]["no_model"] == [runner.describe()]
+    (note,) = [line for line in result.notes() if "floor (fp32 GEMM probe" in line]
+    assert note.endswith(f"{runner.describe()}: no model to count")
