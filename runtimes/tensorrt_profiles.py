@@ -17,7 +17,7 @@ TensorRT, answers the runner's and the exporters' questions about them:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .base import RunnerError
@@ -40,20 +40,6 @@ class BatchRange:
 
     def __str__(self) -> str:
         return f"{self.min}:{self.opt}:{self.max}"
-
-    @classmethod
-    def of_shapes(cls, profile: Mapping) -> BatchRange:
-        """From a sidecar profile ``{"min": [N, C, H, W], "opt": [...], "max": [...]}``.
-
-        Raises:
-            RunnerError: the entry is not such a profile.
-        """
-        try:
-            lo, hi = int(profile["min"][0]), int(profile["max"][0])
-            opt = int(profile["opt"][0]) if "opt" in profile else hi
-        except (KeyError, TypeError, IndexError, ValueError):
-            raise RunnerError(f"an engine profile needs min/opt/max input shapes, got {profile!r}") from None
-        return cls(lo, opt, hi)
 
 
 def pick_profile(n: int, ranges: Sequence[BatchRange]) -> int | None:

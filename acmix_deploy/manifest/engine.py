@@ -109,18 +109,6 @@ class EngineSidecar:
                 f"engine sidecar build_seconds must be a non-negative number, got {self.build_seconds!r}"
             )
 
-    def _profile_shape(self, key: str) -> tuple[int, int, int, int]:
-        """One optimisation-profile input shape: [batch, 3, img_size, img_size] of the embedded manifest."""
-        shape = self.profile.get(key) if isinstance(self.profile, dict) else None
-        if not isinstance(shape, list | tuple) or len(shape) != 4 or not all(type(d) is int for d in shape):
-            raise ManifestError(
-                f"engine sidecar profile needs min/opt/max input shapes of 4 integers, {key} is {shape!r:.60}"
-            )
-        size = self.manifest.img_size
-        if list(shape[1:]) != [3, size, size]:
-            raise ManifestError(f"engine sidecar profile {key} shape {list(shape)} is not [batch, 3, {size}, {size}]")
-        return tuple(shape)  # type: ignore[return-value]
-
     @property
     def batch(self) -> BatchSpec:
         """The batch range the engine's optimisation profile holds."""
