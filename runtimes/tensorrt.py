@@ -383,10 +383,7 @@ def engine_profiles(sidecar: EngineSidecar) -> list[BatchRange]:
     """The batch range of every optimisation profile, in engine order, from the sidecar.
 
     Sidecars written before several profiles existed have only ``profile``: that one. Reading the
-    sidecar checked the shapes (:class:`acmix_deploy.manifest.EngineProfile`).
-
-    Raises:
-        RunnerError: a profile's batches are not ordered ``min <= opt <= max``.
+    sidecar checked the shapes, their order included (:class:`acmix_deploy.manifest.EngineProfile`).
     """
     return [BatchRange(p.batch.min, p.batch.opt or p.batch.max, p.batch.max) for p in sidecar.engine_profiles]
 

@@ -51,15 +51,14 @@ import isolated_bound as cut  # the kernels of the optimised graph, cut out (scr
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
 from acmix_deploy.models.complexity import count_macs
-from acmix_deploy.profiling import floor
-from acmix_deploy.profiling.floor import GEMM_N, gemm_probe, probe_gflops
+from acmix_deploy.profiling.floor import GEMM_N, floor_ms, gemm_probe, probe_gflops
 from acmix_deploy.runtimes.onnxruntime import ort_session
 from acmix_deploy.timing import time_interleaved
 
 
-def floor_ms(model: str, batch: int, gflops: float) -> float:
+def model_floor_ms(model: str, batch: int, gflops: float) -> float:
     """The model's floor: its conv + matmul MACs (``MODEL`` or ``MODEL:TAG``) for ``batch`` images at ``gflops``."""
-    return floor.floor_ms(count_macs(model.split(":")[0], 224), batch, gflops)
+    return floor_ms(count_macs(model.split(":")[0], 224), batch, gflops)
 
 
 def _prod(shape) -> int:
@@ -136,7 +135,7 @@ def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
         entry["macs"] += n
         entry["calls"] += 1
     per_run = 1000.0 * rounds  # us summed over rounds -> ms per run
-    floor = floor_ms(name, batch, gflops)
+    floor = model_floor_ms(name, batch, gflops)
     rows = []
     for (op, ins, out), entry in sorted(shapes.items(), key=lambda kv: -kv[1]["us"]):
         rate = 2 * entry["macs"] / (entry["us"] / 1e6) / 1e9 if entry["us"] else 0.0
@@ -213,7 +212,7 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     candidates.update(cut.isolated_candidates(path, batch, threads, without_branch=without))
     stats = time_interleaved(candidates, rounds=rounds, warmup=1)
     gflops = probe_gflops(stats["probe"].p50)
-    floor = floor_ms(name, batch, gflops)
+    floor = model_floor_ms(name, batch, gflops)
     row = {"model": name, "batch": batch, "gemm_gflops": gflops, "floor_ms": floor}
     for label in ("model", "dense", "gemm", "gemm+required"):
         row[f"{label}_ms"] = stats[label].p50
@@ -385,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"batch {batch}: fp32 GEMM {GEMM_N}^3 {gemm_ms:.1f} ms = {gflops:.0f} GFLOP/s ({args.threads} threads)"
             )
             for m in [*models, *baselines]:
-                floor = floor_ms(m, batch, gflops)
+                floor = model_floor_ms(m, batch, gflops)
                 ms = stats[m].p50
                 rows.append(
                     {

@@ -42,7 +42,7 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_floor import floor_ms
+from bench_floor import model_floor_ms
 from isolated_bound import GEMM_KERNELS, bound_runner, is_dense, kernels_only, optimized_graph
 
 from acmix_deploy.exporters.onnx import export_onnx
@@ -200,7 +200,7 @@ def measure(model_name: str, path: Path, layers: Counter, batch: int, args, work
     stats = time_interleaved({"probe": gemm, **dense, **windows}, rounds=args.rounds)
     ms = {k: v.p50 for k, v in stats.items()}
     gflops = probe_gflops(ms["probe"])
-    floor = floor_ms(model_name, batch, gflops)
+    floor = model_floor_ms(model_name, batch, gflops)
     dense_ms = {"cut out": ms["dense"], "in the model, profiled": in_model_ms()}
     per_layer = {}
     for layer, count in layers.items():

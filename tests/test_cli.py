@@ -605,6 +605,7 @@ def test_benchmark_floor_reports_each_cpu_artifacts_ratio_to_the_gemm_floor(smal
     proc = run_cli("benchmark", str(small_artifacts["onnx"]), "--iters", "2", "--threads", "1", "--floor")
     assert proc.returncode == 0, proc.stderr
     assert "batch 1 floor (fp32 GEMM probe at" in proc.stdout and "x its" in proc.stdout
+    assert "(GEMM probe " in proc.stderr  # the progress line labels the probe's median, not as an artifact's
     report = json.loads(run_cli("benchmark", str(small_artifacts["onnx"]), "--iters", "2", "--floor", "--json").stdout)
     assert report["settings"]["floor"]["gflops_by_batch"]["1"] > 0 and report["rows"][0]["ratio_to_floor"] > 0
 

@@ -293,7 +293,8 @@ def benchmark(
             the backend's one-off memory is no artifact's row (costs one extra load per backend).
         floor / floor_threads: also time this machine's fp32 GEMM probe (:mod:`.floor`, an ONNX Runtime
             session with ``floor_threads`` intra-op threads, 0: its default) in the same rounds, and give
-            each CPU artifact its floor (its model's MACs at the probe's rate) and its ratio to it.
+            each CPU artifact its floor (its model's MACs at the probe's rate) and its ratio to it. The
+            probe is one more candidate of the rounds: a stability target covers it too.
     """
     result = BenchmarkResult(
         settings={
@@ -338,7 +339,9 @@ def benchmark(
 
         def on_window(k: int, medians: list[float], batch=batch, started=started) -> None:
             if progress is not None:
-                cells = " | ".join(f"{m:.2f}" for m in medians)
+                cells = " | ".join(f"{m:.2f}" for m in medians[: len(runners)])
+                if gemm is not None:  # the floor's probe is the last candidate
+                    cells += f" (GEMM probe {medians[-1]:.2f})"
                 of = f"/{max_windows}" if stability is not None else ""
                 took = time.perf_counter() - started
                 progress("benchmark", f"batch {batch} window {k}{of}: p50 {cells} ms ({took:.1f} s)")

@@ -3,10 +3,11 @@
 The floor answers "how fast could this model possibly run here?" with two measured numbers: the
 model's multiply-accumulates (counted by torch's FlopCounterMode on the meta device: convolutions and
 matrix multiplies, as ``acmix-deploy models`` lists them) and the fp32 rate of one 2048³ MatMul in
-ONNX Runtime (the same session factory and thread count as the model's session). A deploy graph's
-latency over its floor is a ratio that stays meaningful on a shared machine when the probe is timed
-in the same interleaved rounds as the model: load slows both. Used by ``acmix-deploy benchmark
---floor`` and the benchmark scripts.
+ONNX Runtime (the same session factory, with the intra-op thread count ONNX Runtime artifacts get; a
+torch checkpoint runs with torch's own threads). A deploy graph's latency over its floor is a ratio
+that stays meaningful on a shared machine when the probe is timed in the same interleaved rounds as
+the model: load slows both. The floor is fp32's: an fp16 or int8 artifact can read below 1x. Used by
+``acmix-deploy benchmark --floor`` and the benchmark scripts.
 """
 
 from __future__ import annotations
