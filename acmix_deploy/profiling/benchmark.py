@@ -256,7 +256,12 @@ def _prime_backends(runners: Sequence, seed: int) -> None:
 
 
 def _load_each(runners: Sequence, probe: MemoryProbe) -> tuple[int, list[tuple[float | None, float | None]]]:
-    """Load every runner, measuring the memory each load kept and peaked at; returns (size, memory)."""
+    """Load every runner, measuring the memory each load kept and peaked at; returns (size, memory).
+
+    A runner already loaded (``side_by_side.open_runners`` loads the one that sizes checkpoints) is
+    closed first, so its row measures a load too (a closed runner keeps its manifest)."""
+    for runner in runners:
+        runner.close()
     memory = [probe.measure(runner.activate) for runner in runners]
     sizes = {r.manifest.img_size for r in runners}
     if len(sizes) != 1:

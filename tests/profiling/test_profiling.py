@@ -114,3 +114,11 @@ def test_benchmark_floor_gives_an_onnx_without_a_manifest_no_floor_and_still_run
     assert result.settings["floor"]["no_model"] == [runner.describe()]
     (note,) = [line for line in result.notes() if "floor (fp32 GEMM probe" in line]
     assert note.endswith(f"{runner.describe()}: no model to count")
+
+
+def test_a_runner_loaded_before_the_benchmark_still_gets_its_load_measured(small_artifacts):
+    runner = open_runner(small_artifacts["onnx"]).activate()  # as open_runners leaves the sizing one
+    result = benchmark([runner], batches=[1], warmup=1, iterations=1, prime=False)
+    if result.settings["memory_method"] == "none":
+        pytest.skip("no resident-memory measurement on this platform")
+    assert result.rows[0].load_rss_mb is not None and result.rows[0].load_rss_mb > 1.0
