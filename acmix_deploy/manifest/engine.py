@@ -100,6 +100,14 @@ class EngineSidecar:
         object.__setattr__(self, "_served", served)
         if not all(isinstance(p, EngineProfile) for p in self.profiles):
             raise ManifestError("engine sidecar profiles must be EngineProfile entries")
+        lo, hi = served.batch.min, served.batch.max
+        if self.profiles and not all(
+            any(p.batch.min <= b <= p.batch.max for p in self.profiles) for b in range(lo, hi + 1)
+        ):
+            # the served range is the union of profiles that touch (TensorRT picks one per batch): each batch in one
+            raise ManifestError(
+                f"engine sidecar profile serves batches {lo}..{hi}, which its listed profiles do not cover"
+            )
         for name in ("precision", "tensorrt_version", "gpu_name", "compute_capability", "cuda_version", "onnx_file"):
             value = getattr(self, name)
             if value is not None and (not is_printable(value) or len(value) > MAX_TEXT_CHARS):

@@ -155,6 +155,10 @@ def test_engine_profiles_are_typed_and_old_sidecars_read_losslessly(tmp_path):
     assert side.to_dict()["profiles"] == listed
     with pytest.raises(ManifestError, match=r"is not \[batch, 3, 8, 8\]"):
         read_engine_sidecar(_engine(tmp_path, {**old, "profiles": [{**shapes, "max": [4, 3, 9, 9]}]}))
+    # the served range must be made of listed profiles (batch 4 here is in none of them)
+    short = {**shapes, "max": [3, 3, 8, 8], "opt": [3, 3, 8, 8]}
+    with pytest.raises(ManifestError, match=r"serves batches 2\.\.4, which its listed profiles do not cover"):
+        read_engine_sidecar(_engine(tmp_path, {**old, "profiles": [short]}))
 
 
 @pytest.mark.parametrize("content", [b"{", b"\xff\xfe", b"{}", b'{"format": "acmix-deploy.tensorrt-engine"}'])
