@@ -33,7 +33,7 @@ import json
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -100,32 +100,29 @@ def matmul_call(a_shape: tuple, b_shape: tuple, trans_b: bool, threads: int):
     return lambda: session.run(None, feed)
 
 
-def softmax_call(shape: tuple, threads: int):
+def _same_shape_call(node, shape: tuple, threads: int, initializers: Sequence = ()):
+    """A call running one ``x -> y`` node of unchanged shape on fixed random input (Softmax, the mask Add)."""
     graph = helper.make_graph(
-        [helper.make_node("Softmax", ["x"], ["y"], axis=-1)],
-        "sm",
+        [node],
+        node.op_type,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
+        list(initializers),
     )
     session = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), threads=threads)
     feed = {"x": np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
     return lambda: session.run(None, feed)
 
 
+def softmax_call(shape: tuple, threads: int):
+    return _same_shape_call(helper.make_node("Softmax", ["x"], ["y"], axis=-1), shape, threads)
+
+
 def mask_add_call(shape: tuple, threads: int):
     """The window mask added to (N, queries, keys) logits: one constant (queries, keys) broadcast."""
-    rng = np.random.default_rng(0)
-    mask = helper.make_tensor("mask", TensorProto.FLOAT, list(shape[1:]), rng.standard_normal(shape[1:]).ravel())
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "mask"], ["y"])],
-        "mask",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
-        [mask],
-    )
-    session = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), threads=threads)
-    feed = {"x": rng.standard_normal(shape, dtype=np.float32)}
-    return lambda: session.run(None, feed)
+    values = np.random.default_rng(1).standard_normal(shape[1:]).ravel()
+    mask = helper.make_tensor("mask", TensorProto.FLOAT, list(shape[1:]), values)
+    return _same_shape_call(helper.make_node("Add", ["x", "mask"], ["y"]), shape, threads, [mask])
 
 
 def block_candidates(side: int, stride: int, hd: int, heads: int, window: int, batch: int, max_mb: float):
