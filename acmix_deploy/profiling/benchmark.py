@@ -326,12 +326,9 @@ def benchmark(
     if prime and probe.available:
         _prime_backends(runners, seed)
     size, memory = _load_each(runners, probe)
-    macs = _cpu_macs(runners) if gemm is not None else [None] * len(runners)
+    macs: list[int | None] = [None] * len(runners)
     if gemm is not None:
-        from ..families import family_names
-
-        known = family_names()
-        result.settings["floor"]["no_model"] = [r.describe() for r in runners if r.manifest.family not in known]
+        macs, result.settings["floor"]["no_model"] = _floor_macs(runners)
     result.settings["memory_method"] = probe.method
     result.settings["memory_primed"] = bool(prime and probe.available)
     for batch in batches:
@@ -401,21 +398,22 @@ def benchmark(
     return result
 
 
-def _cpu_macs(runners: Sequence) -> list[int | None]:
-    """Each runner's model MACs an image where it runs on this CPU (the probe's floor means nothing on a GPU)
-    and its manifest names a model family (an ONNX without an acmix-deploy manifest is ``generic``: no
-    model to count, so no floor, rather than no benchmark)."""
+def _floor_macs(runners: Sequence) -> tuple[list[int | None], list[str]]:
+    """Each runner's model MACs an image where it runs on this CPU (the probe's floor means nothing on a
+    GPU) and its manifest names a model family; and the runners that name none (an ONNX without an
+    acmix-deploy manifest is ``generic``: no model to count, so no floor, rather than no benchmark)."""
     from ..families import family_names
     from .floor import manifest_macs
 
     known = set(family_names())
+    named = [r.manifest.family in known for r in runners]
 
-    def counted(runner) -> bool:
+    def on_cpu(runner) -> bool:
         device = getattr(runner, "device", "cpu")
-        on_cpu = runner.backend != "tensorrt" and getattr(device, "type", device) == "cpu"
-        return on_cpu and runner.manifest.family in known
+        return runner.backend != "tensorrt" and getattr(device, "type", device) == "cpu"
 
-    return [manifest_macs(r.manifest) if counted(r) else None for r in runners]
+    macs = [manifest_macs(r.manifest) if ok and on_cpu(r) else None for r, ok in zip(runners, named, strict=True)]
+    return macs, [r.describe() for r, ok in zip(runners, named, strict=True) if not ok]
 
 
 def _floors(macs: list[int | None], batch: int, probe_ms: float | None, settings: dict) -> list[float | None]:

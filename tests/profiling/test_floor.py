@@ -74,7 +74,7 @@ def test_gpu_artifacts_get_no_cpu_floor_and_the_table_says_so(small_artifacts):
     """A TensorRT engine or a CUDA session is not measured against this CPU's GEMM rate."""
     from types import SimpleNamespace
 
-    from acmix_deploy.profiling.benchmark import BenchmarkResult, BenchmarkRow, _cpu_macs
+    from acmix_deploy.profiling.benchmark import BenchmarkResult, BenchmarkRow, _floor_macs
     from acmix_deploy.runtimes import open_runner
     from acmix_deploy.timing import summarize
 
@@ -82,8 +82,8 @@ def test_gpu_artifacts_get_no_cpu_floor_and_the_table_says_so(small_artifacts):
     manifest = cpu.manifest
     engine = SimpleNamespace(backend="tensorrt", manifest=manifest)
     cuda_session = SimpleNamespace(backend="onnxruntime", device="cuda", manifest=manifest)
-    macs = _cpu_macs([cpu, engine, cuda_session])
-    assert macs[0] == floor.manifest_macs(manifest) and macs[1:] == [None, None]
+    macs, no_model = _floor_macs([cpu, engine, cuda_session])
+    assert macs[0] == floor.manifest_macs(manifest) and macs[1:] == [None, None] and no_model == []
     stats = summarize([0.004, 0.005])
     rows = [
         BenchmarkRow("a.onnx", "onnxruntime", 1, stats, 200.0, 1.0, None, floor_ms=2.5),
