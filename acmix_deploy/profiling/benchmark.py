@@ -317,7 +317,7 @@ def benchmark(
     )
     gemm = None
     if floor:
-        from .floor import GEMM_N, gemm_probe
+        from .floor import GEMM_N, floor_ms, gemm_probe, probe_gflops
 
         gemm = gemm_probe(floor_threads)
         result.settings["floor"] = {"probe": f"{GEMM_N}^3 fp32 MatMul, ONNX Runtime", "threads": floor_threads,
@@ -373,7 +373,11 @@ def benchmark(
             }
         )
         stats = [summarize(s) for s in timing.samples]
-        floors = _floors(macs, batch, stats[-1].p50 if gemm is not None else None, result.settings)
+        floors: list[float | None] = [None] * len(runners)
+        if gemm is not None:  # the probe is the last candidate
+            gflops = probe_gflops(stats[-1].p50)
+            result.settings["floor"]["gflops_by_batch"][str(batch)] = round(gflops, 1)
+            floors = [None if m is None else floor_ms(m, batch, gflops) for m in macs]
         phases = [_cuda_phases(runner, x, rounds=min(stats[0].n, 20)) for runner in runners]
         for i, runner in enumerate(runners):
             speed = compare_speed(timing.samples[0], timing.samples[i], window_medians=(medians[0], medians[i]))
@@ -414,17 +418,6 @@ def _floor_macs(runners: Sequence) -> tuple[list[int | None], list[str]]:
 
     macs = [manifest_macs(r.manifest) if ok and on_cpu(r) else None for r, ok in zip(runners, named, strict=True)]
     return macs, [r.describe() for r, ok in zip(runners, named, strict=True) if not ok]
-
-
-def _floors(macs: list[int | None], batch: int, probe_ms: float | None, settings: dict) -> list[float | None]:
-    """Per runner, its floor at this batch from the probe's median (recorded in ``settings``)."""
-    if probe_ms is None:
-        return [None] * len(macs)
-    from .floor import floor_ms, probe_gflops
-
-    gflops = probe_gflops(probe_ms)
-    settings["floor"]["gflops_by_batch"][str(batch)] = round(gflops, 1)
-    return [None if m is None else floor_ms(m, batch, gflops) for m in macs]
 
 
 def _cuda_phases(runner, x: np.ndarray, rounds: int) -> dict | None:
