@@ -21,21 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from acmix_deploy.exporters.onnx import export_onnx
-from acmix_deploy.models import build_model
+from bench_floor import export_deploy  # seed 0: the same weights as bench_floor's exports (scripts/ on sys.path)
+
 from acmix_deploy.runtimes.onnxruntime import ort_session
-
-
-def export_deploy(name: str, workdir: Path) -> Path:
-    """Random official-style weights, seed 0 (the same weights as scripts/bench_floor.py)."""
-    torch.manual_seed(0)
-    path = workdir / f"{name}.onnx"
-    export_onnx(build_model(name), path, img_size=224, validate=False, force=True)
-    return path
 
 
 def time_sessions(path: Path, batch: int, rounds: int, pause: float, threads: int) -> dict[str, float]:
