@@ -34,7 +34,12 @@ encoding from a ``linspace`` grid at run time. Here (all folds computed in float
    inside the query's window, -1e4 outside: exp underflows to exactly 0 in fp32, and the value
    fits fp16), softmax over keys, ``attn·v``. Reflect padding
    duplicates border pixels; the official unfold counts those padded positions separately and so
-   does this (same padded coordinates), so the result is exact. Maps of <= 16 px are one block.
+   does this (same padded coordinates), so the result is exact. Maps of <= 16 px are one block,
+   whose keys are the map itself, unpadded: a map key that appears c times in a query's padded
+   window (same k, pe included, same v) enters the mask as log c, since c e^l = e^(l + log c)
+   (``_map_mask``). No Pad, and 196 instead of 400 keys a query at 14 px (49 instead of 169 at 7
+   px). Whole ACmix-ResNet-50 against the padded one block, interleaved (``scripts/bench_floor.py
+   --onnx``, 15 rounds): batch 1 -3.8% (79.3 -> 76.3 ms), batch 8 -3.4% (656 -> 634 ms).
    Two MatMuls replace 49 window products: fewer, larger operators. k and v are padded and cut
    into halos separately: a joint k|v pipeline needs a Split of the (3x larger) halo tensor.
 6. Layout. One Transpose takes the projection output to (B, q|k|v, heads, H, W, hd) ("NHWC"),
@@ -135,8 +140,14 @@ class DeployACmix(nn.Module):
     group of the conv-branch 3x3 conv. 1 is the exact structure (12 inputs, ``head`` outputs a
     group), which ORT runs with its slow generic grouped kernel; m > 1 widens each group with
     zero weights between head channels (48 -> 16 at m = 4, head 4), which ORT runs with its
-    blocked NCHWc kernels. Measured per block (ORT 1.2x CPU AVX2, 2 threads, batch 1): m = 4 is
-    5-15% faster than m = 2 at every ACmix-ResNet-50 stage and m = 8 is slower again.
+    blocked NCHWc kernels. Those need a group's input and output channels in multiples of the
+    CPU's NCHWc block: 8 with AVX2, 16 with AVX-512. m = 4 is the least merge that qualifies on
+    both, so it is the default: the artifact is exported once and runs on either. On this AVX2
+    machine m = 2 (24 -> 8) is faster: its conv kernels alone 13-15% at every ACmix-ResNet-50
+    stage (``scripts/conv_forms.py``), the whole model 1.7% at batch 1 and 1.2% at batch 8
+    (conv branch 8.5 -> 7.2 ms and 66.4 -> 56.7 ms, ``scripts/bench_floor.py --branches``), but on
+    AVX-512 its groups fall back to the generic grouped kernel, which at m = 1 here runs the
+    branch 1.4x slower than m = 2. m = 8 is slower again.
     """
 
     def __init__(
@@ -168,7 +179,8 @@ class DeployACmix(nn.Module):
         tile = s * self.block
         self.tile, self.tail = tile, k_att - s
         if self.single:
-            self.halo = height + 2 * self.pad
+            # one block: the keys are the map itself, unpadded (the mask carries the padding, see _fold)
+            self.halo = height
             self.extra = 0
         else:
             self.halo = tile + self.tail
@@ -237,15 +249,36 @@ class DeployACmix(nn.Module):
         # k is laid out (B, heads, H, W, hd): -pe as (H, W, hd), the same for every head
         self.register_buffer("pe_k", -pe.permute(1, 2, 0).contiguous().float())
 
+        self.register_buffer("mask", (self._map_mask() if self.single else self._halo_mask()).float())
+
+    def _halo_mask(self) -> torch.Tensor:
+        """(b², halo²): 0 where a halo key is in the query's window, MASK_VALUE elsewhere; keys in the
+        order _windows concatenates its pieces."""
         b = self.block
         u = torch.arange(b)
         pos = torch.arange(self.halo)
         inside = (pos[None, :] >= self.stride * u[:, None]) & (pos[None, :] < self.stride * u[:, None] + self.k_att)
         ok = inside[:, None, :, None] & inside[None, :, None, :]  # (b, b, halo, halo)
         mask = torch.where(ok, 0.0, MASK_VALUE).reshape(b * b, self.halo * self.halo)
-        if not self.single:
-            mask = mask[:, self._key_order()]  # keys in the order _windows concatenates its pieces
-        self.register_buffer("mask", mask.float())
+        return mask[:, self._key_order()]
+
+    def _map_mask(self) -> torch.Tensor:
+        """(side_out², side_in²) for one block over the unpadded map: log c where a map key appears c
+        times in the query's reflect-padded window, MASK_VALUE where it does not appear.
+
+        The official window reads the reflect-padded k and v, so a key near the border can sit in a
+        window twice or four times, with the same k (pe included: the official code pads pe the same
+        way) and the same v. Softmax over those copies equals softmax over the key once with its
+        logit raised by log c (c e^l = e^(l + log c)), in the weights and in the weighted sum.
+        """
+        f64 = torch.float64
+        side_in, p = self.side_in, self.pad
+        rows = self.stride * torch.arange(self.side_out)[:, None] + torch.arange(self.k_att)[None, :] - p
+        rows = torch.where(rows < 0, -rows, torch.where(rows >= side_in, 2 * (side_in - 1) - rows, rows))
+        counts = F.one_hot(rows, side_in).sum(1).to(f64)  # (side_out, side_in): copies of each map row
+        c = counts[:, None, :, None] * counts[None, :, None, :]  # separable: rows x columns
+        log_c = torch.where(c > 0, torch.log(c.clamp(min=1)), torch.full_like(c, MASK_VALUE))
+        return log_c.reshape(self.side_out**2, side_in**2)
 
     def _segments(self) -> list[tuple[int, int]]:
         """A halo's rows (and columns) as (tile offset, length) pieces of the tile grid: whole tiles,
@@ -264,11 +297,11 @@ class DeployACmix(nn.Module):
         return torch.cat(order)
 
     def _windows(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, heads, H, W, hd) k or v -> (B*heads*nb*nb, halo², hd): reflect-padded, cut into halos."""
+        """(B, heads, H, W, hd) k or v -> (B*heads*nb*nb, halo², hd): reflect-padded, cut into halos
+        (one block: the unpadded map)."""
         nb, tile, hd, p = self.n_blocks, self.tile, self.hd, self.pad
         if self.single:
-            t = F.pad(t, (0, 0, p, p, p, p), mode="reflect")
-            return t.reshape(-1, self.halo * self.halo, hd)
+            return t.reshape(-1, self.halo * self.halo, hd)  # the map itself: no padding (_map_mask)
         extra, r = self.extra, self.neighbours
         if extra > p:
             # reflect padding cannot reach that far (4 px blocks): the rows beyond the last whole

@@ -108,6 +108,29 @@ def test_exported_block_matches_reference_in_onnxruntime(cin, cout, stride, side
         assert np.isfinite(out.numpy()).all()
 
 
+@pytest.mark.parametrize(("stride", "side"), [(1, 14), (1, 7), (2, 8), (1, 4)])
+def test_one_block_reads_the_unpadded_map_with_the_padding_in_its_mask(stride, side):
+    """Each query's window of 7x7 reflect-padded positions, as counts of map keys: e^mask sums to 49."""
+    reference, deploy = reference_and_deploy(16, 16, stride, side)
+    assert deploy.single and deploy.mask.shape == ((side // stride) ** 2, side * side)
+    counts = torch.exp(deploy.mask.double()).where(deploy.mask > -1e3, torch.zeros((), dtype=torch.float64))
+    assert torch.allclose(counts.sum(1), torch.full((counts.shape[0],), 49.0, dtype=torch.float64), atol=1e-5)
+    # a map row sits in a window at most twice when the map is at least a window wide (4 px: three times)
+    allowed = {0, 1, 2, 4} if side >= 7 else {0, 1, 2, 3, 4, 6, 9}
+    assert {round(c) for c in counts.unique().tolist()} <= allowed
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(deploy, (torch.randn(1, 16, side, side),), buffer, dynamo=False, opset_version=20)
+    import onnx
+
+    assert "Pad" not in {n.op_type for n in onnx.load_from_string(buffer.getvalue()).graph.node}
+    x = torch.randn(3, 16, side, side, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        out, ref = deploy(x), reference(x)
+    assert_close(out, ref)
+    assert (out.flatten(1).argmax(1) == ref.flatten(1).argmax(1)).all()
+
+
 def test_block_sizes_follow_measurements():
     assert default_block(56, 1) == 8
     assert default_block(28, 2) == 4
