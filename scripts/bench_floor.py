@@ -47,6 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import isolated_bound as cut  # the kernels of the optimised graph, cut out (scripts/ is on sys.path)
+from conv_forms import fastest_forms, form_candidates, swin_conv_branches
 
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
@@ -207,9 +208,11 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     session = ort_session(path, threads=threads)
     candidates = {"probe": gemm, "model": lambda: session.run(None, {"input": x})}
-    conv_macs = cut.swin_conv_path_macs(name)
-    without = (read_manifest(path).family, "convolution") if conv_macs is not None else None
+    conv_path = swin_conv_branches(name)
+    without = (read_manifest(path).family, "convolution") if conv_path is not None else None
     candidates.update(cut.isolated_candidates(path, batch, threads, without_branch=without))
+    if conv_path is not None:
+        candidates.update(form_candidates(conv_path, batch, threads))
     stats = time_interleaved(candidates, rounds=rounds, warmup=1)
     gflops = probe_gflops(stats["probe"].p50)
     floor = model_floor_ms(name, batch, gflops)
@@ -224,13 +227,25 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
         f"+ Softmax, LayerNorm, GELU {row['gemm+required_ms']:.1f} ms ({row['gemm+required_ratio']:.2f}x)",
         flush=True,
     )
-    if conv_macs is not None:
+    if conv_path is not None:
         rest = stats["gemm+required-convolution"].p50
-        conv_ms = 2 * conv_macs * batch / (gflops * 1e9) * 1000
-        row.update(any_graph_ms=rest + conv_ms, any_graph_ratio=(rest + conv_ms) / floor)
+        conv_ms = sum(2 * layer.fewest_macs(batch) for layer in conv_path) / (gflops * 1e9) * 1000
+        fastest = fastest_forms(conv_path, {k: v.p50 for k, v in stats.items()})
+        fast_ms = sum(fastest[layer]["ms"] for layer in conv_path)
+        row.update(any_graph_ms=rest + conv_ms, any_graph_ratio=(rest + conv_ms) / floor,
+                   fastest_forms={str(k): v for k, v in fastest.items()},
+                   fastest_form_ms=rest + fast_ms, fastest_form_ratio=(rest + fast_ms) / floor)  # fmt: skip
         print(
             f"  any exact graph: those without the conv path {rest:.1f} ms + the conv path at its fewest MACs "
             f"at the probe rate {conv_ms:.1f} ms = {row['any_graph_ms']:.1f} ms ({row['any_graph_ratio']:.2f}x)",
+            flush=True,
+        )
+        for layer, r in fastest.items():
+            forms = " ".join(f"{k}:{v:.2f}" for k, v in sorted(r["forms"].items(), key=lambda kv: kv[1])[:4])
+            print(f"    conv path C={layer.channels} {layer.side_in} px: fastest {forms} ms")
+        print(
+            f"  with the conv path at its fastest form's kernels (conv_forms.py) {fast_ms:.1f} ms: "
+            f"{row['fastest_form_ms']:.1f} ms ({row['fastest_form_ratio']:.2f}x)",
             flush=True,
         )
     return row

@@ -1,7 +1,7 @@
 """The least ACmix-ResNet's window attention can cost in ONNX Runtime's MatMul kernels, over every query block size.
 
 Usage: .venv/bin/python scripts/bench_window_matmuls.py [--model acmix_resnet50] [--batches 1,8] [--rounds 5]
-        [--threads 2] [--max-mb 256] [--json out.json]
+        [--threads 2] [--max-mb 256] [--max-write-mb 32] [--json out.json]
 
 Why: ``bench_floor.py --isolated`` shows how much of ACmix-ResNet's time is its non-dense GEMM kernels
 (window-attention MatMuls, grouped convs), but that is one deploy form's choice of shapes. Any
@@ -24,6 +24,25 @@ the window: without Gather, which the deploy graphs exclude, no graph compacts a
 and, when a row holds keys outside the query's window, one pass that masks them (timed as the
 broadcast mask Add the deploy form uses; folding it into the first MatMul measured slower). So per
 layer it also takes the minimum over block sizes of MatMuls + that Softmax + that mask.
+
+A third line adds what the first two count as free but no graph can skip:
+- the copies a block size forces. ONNX Runtime's MatMul reads dense tensors, so each block's keys and
+  values (its halo, reflect padding included) must be written out once as MatMul operands, and for
+  b < side the queries cut into blocks and the output put back into the map (for b = side the map is
+  the one block: queries and output need no copy in the (t, h, d) channel order). Writes over
+  ``--max-write-mb`` (32) are timed at that size and scaled (memory-bound, linear). Every such tensor has to be
+  written by some kernel (a projection could write halos directly, but only from a copied input), so
+  each is charged the cheaper of a copy (Concat of two halves: a memcpy) and a fill (ConstantOfShape)
+  of its size into a bound buffer. One block (b = side) needs no copy at all: its keys are the
+  unpadded map, and the reflect padding's repeated keys enter as log counts in the mask;
+- the convolution branch at the fastest ORT kernel time of every exact form (``conv_forms.py``: the
+  folded and factored convs at every group merge, the official fc + dep_conv, the dense 3x3 conv),
+  reorders and transposes free, instead of its fewest MACs at the probe's rate.
+So the third line is the least any graph of ORT's standard kernels spends, under three assumptions:
+logits as MatMuls over query blocks (an elementwise form, one shifted k a window position, writes at
+least what b = 1's unfold copy writes); every block of a layer has the same halo (cutting the border
+blocks apart to drop their padded keys means more, smaller MatMuls); and no conv-branch form outside
+those enumerated.
 """
 
 from __future__ import annotations
@@ -43,6 +62,7 @@ from onnx import TensorProto, helper
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_floor import model_floor_ms
+from conv_forms import ConvBranch, fastest_forms, form_candidates
 from isolated_bound import GEMM_KERNELS, bound_runner, is_dense, kernels_only, optimized_graph
 
 from acmix_deploy.exporters.onnx import export_onnx
@@ -63,14 +83,46 @@ def attention_layers(model_name: str, img: int = 224) -> Counter:
     )
 
 
-def conv_branch_macs(side: int, stride: int, hd: int, heads: int) -> int:
-    """Fewest MACs an exact conv branch needs a image: fc (3*heads -> 9 a head channel, at input
-    resolution) + dep_conv (9 -> heads a group, 3x3, output resolution), or both folded into one 3x3
-    conv reading the 3*heads q/k/v channels of each head channel."""
-    c, side_in = hd * heads, side * stride
-    official = 27 * c * side_in**2 + 81 * c * side**2
-    folded = 9 * 3 * heads * c * side**2
-    return min(official, folded)
+def conv_branch(layer: tuple) -> ConvBranch:
+    """The convolution branch of an ACmix layer ``(side_out, stride, head_dim, heads, window)``."""
+    side, stride, hd, heads, _ = layer
+    return ConvBranch(hd * heads, heads, side * stride, stride)
+
+
+def write_calls(floats: int, threads: int, cap_floats: int) -> tuple[dict[str, Callable[[], None]], float]:
+    """The two cheapest ways ORT writes ``floats`` floats into a bound buffer: a copy (Concat of two
+    halves: a memcpy) and a fill (ConstantOfShape, its shape fed at run time so nothing folds it), and
+    the factor their times are scaled by: writes over ``cap_floats`` are timed at that size."""
+    import onnxruntime as ort
+
+    size = min(floats, cap_floats) // 2 * 2
+    half = size // 2
+    opset = [helper.make_opsetid("", 17)]
+    concat = helper.make_graph(
+        [helper.make_node("Concat", ["a", "b"], ["y"], axis=0)],
+        "copy",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, half]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, half])],
+    )
+    copy = bound_runner(helper.make_model(concat, opset_imports=opset), {"a": [1, half], "b": [1, half]},
+                        {"y": [2, half]}, threads)  # fmt: skip
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    fill_graph = helper.make_graph(
+        [helper.make_node("ConstantOfShape", ["shape"], ["y"], value=one)],
+        "fill",
+        [helper.make_tensor_value_info("shape", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size])],
+    )
+    session = ort_session(helper.make_model(fill_graph, opset_imports=opset), threads=threads)
+    binding = session.io_binding()
+    binding.bind_ortvalue_input("shape", ort.OrtValue.ortvalue_from_numpy(np.array([size], dtype=np.int64)))
+    binding.bind_ortvalue_output("y", ort.OrtValue.ortvalue_from_numpy(np.empty(size, dtype=np.float32)))
+
+    def fill() -> None:
+        session.run_with_iobinding(binding)
+
+    fill()
+    return {"copy": copy, "fill": fill}, floats / size
 
 
 def matmul_call(a_shape: tuple, b_shape: tuple, trans_b: bool, threads: int):
@@ -126,13 +178,21 @@ def mask_add_call(shape: tuple, threads: int):
 
 
 def block_candidates(side: int, stride: int, hd: int, heads: int, window: int, batch: int, max_mb: float):
-    """Per block size b dividing the map: the MatMul shapes (two logits forms, two output forms) and the
-    logits shape, which Softmax and (when a query's row holds more than its window) the mask cover."""
+    """Per block size b dividing the map: the MatMul shapes (two logits forms, two output forms), the
+    logits shape, which Softmax and (when a query's row holds more than its window) the mask cover, and
+    the floats the block size forces a graph to copy (see the module docstring)."""
     for b in [d for d in range(1, side + 1) if side % d == 0]:
         n, m, halo = batch * heads * (side // b) ** 2, b * b, stride * b + window - stride
+        if b == side:
+            # one block: its keys are the unpadded map. A reflect-padded key repeats a map key; counted c
+            # times in a query's window it weighs exp(logit + log c), so a mask of log counts (0 or -1e4
+            # elsewhere) replaces the padding: no Pad, nothing copied
+            halo = side * stride
         keys = halo * halo
         if n * m * keys * 4 / 2**20 > max_mb:
             continue  # logits alone over the memory cap: never the cheapest
+        # written out as MatMul operands: k and v halos; for b < side also q blocks and the output
+        copied = 2 * n * keys * hd + 2 * n * m * hd if b < side else 0
         yield (
             b,
             {
@@ -142,6 +202,7 @@ def block_candidates(side: int, stride: int, hd: int, heads: int, window: int, b
                 "va_t": ((n, hd, keys), (n, keys, m), False),
             },
             (n, m, keys),
+            copied,
         )
 
 
@@ -170,15 +231,18 @@ def dense_candidates(path: Path, batch: int, threads: int, workdir: Path) -> tup
     return calls, in_model_ms
 
 
-def window_candidates(layers: Counter, batch: int, threads: int, max_mb: float) -> tuple[dict, dict]:
-    """Softmax over 49 logits and, per block size, the MatMul forms and the Softmax and mask Add over
-    that block's logits, per ACmix layer shape."""
+def window_candidates(
+    layers: Counter, batch: int, threads: int, max_mb: float, max_write_mb: float
+) -> tuple[dict, dict, dict]:
+    """Softmax over 49 logits and, per block size, the MatMul forms, the Softmax and mask Add over that
+    block's logits and its copies, per ACmix layer shape; the third item is each copy's scale factor."""
     calls: dict[str, Callable[[], object]] = {}
     labels: dict[tuple, dict[int, dict[str, str]]] = {}
+    scales: dict[str, float] = {}
     for layer in layers:
         side, _, _, heads, window = layer
         calls[f"softmax{layer}"] = softmax_call((batch * heads * side * side, window * window), threads)
-        for b, forms, logits in block_candidates(*layer, batch, max_mb):
+        for b, forms, logits, copied in block_candidates(*layer, batch, max_mb):
             for form, (a_shape, b_shape, trans) in forms.items():
                 calls[f"{layer}/{b}/{form}"] = matmul_call(a_shape, b_shape, trans, threads)
                 labels.setdefault(layer, {}).setdefault(b, {})[form] = f"{layer}/{b}/{form}"
@@ -187,49 +251,73 @@ def window_candidates(layers: Counter, batch: int, threads: int, max_mb: float) 
             if logits[-1] > window * window:  # keys outside a query's window: masked
                 calls[f"{layer}/{b}/mask"] = mask_add_call(logits, threads)
                 labels[layer][b]["mask"] = f"{layer}/{b}/mask"
-    return calls, labels
+            if not copied:
+                continue
+            writes, scale = write_calls(copied, threads, int(max_write_mb * 2**20 / 4))
+            for kind, call in writes.items():
+                calls[f"{layer}/{b}/{kind}"], scales[f"{layer}/{b}/{kind}"] = call, scale
+    return calls, labels, scales
 
 
 def measure(model_name: str, path: Path, layers: Counter, batch: int, args, workdir: Path) -> dict:
     gemm = gemm_probe(args.threads)
     dense, in_model_ms = dense_candidates(path, batch, args.threads, workdir)
-    windows, labels = window_candidates(layers, batch, args.threads, args.max_mb)
-    stats = time_interleaved({"probe": gemm, **dense, **windows}, rounds=args.rounds)
-    ms = {k: v.p50 for k, v in stats.items()}
+    windows, labels, scales = window_candidates(layers, batch, args.threads, args.max_mb, args.max_write_mb)
+    branches = {layer: conv_branch(layer) for layer in layers}
+    convs = form_candidates(branches.values(), batch, args.threads)
+    stats = time_interleaved({"probe": gemm, **dense, **windows, **convs}, rounds=args.rounds)
+    ms = {k: v.p50 * scales.get(k, 1.0) for k, v in stats.items()}
     gflops = probe_gflops(ms["probe"])
     floor = model_floor_ms(model_name, batch, gflops)
     dense_ms = {"cut out": ms["dense"], "in the model, profiled": in_model_ms()}
+    fastest = fastest_forms(branches.values(), ms)
     per_layer = {}
     for layer, count in layers.items():
         per_b = {b: min(ms[f["qk"]], ms[f["qk_t"]]) + min(ms[f["av"]], ms[f["va_t"]]) for b, f in labels[layer].items()}
         # the same with what a block size also forces: Softmax over its rows, the mask when rows are longer
         with_rows = {b: per_b[b] + ms[f["softmax"]] + (ms[f["mask"]] if "mask" in f else 0.0)
                      for b, f in labels[layer].items()}  # fmt: skip
+        # ... and the copies of its operands
+        writes = {b: [ms[k] for k in (f"{layer}/{b}/copy", f"{layer}/{b}/fill") if k in ms] for b in labels[layer]}
+        with_copies = {b: with_rows[b] + min(w, default=0.0) for b, w in writes.items()}
         best, best_rows = min(per_b, key=per_b.get), min(with_rows, key=with_rows.get)
+        best_copies = min(with_copies, key=with_copies.get)
+        conv = fastest[branches[layer]]
         per_layer[str(layer)] = {"count": count, "best_block": best, "ms": per_b[best], "per_block": per_b,
                                  "softmax_ms": ms[f"softmax{layer}"], "best_block_with_rows": best_rows,
-                                 "ms_with_rows": with_rows[best_rows], "per_block_with_rows": with_rows}  # fmt: skip
+                                 "ms_with_rows": with_rows[best_rows], "per_block_with_rows": with_rows,
+                                 "best_block_with_copies": best_copies, "ms_with_copies": with_copies[best_copies],
+                                 "per_block_with_copies": with_copies,
+                                 "conv_fewest_macs_ms": 2 * branches[layer].fewest_macs(batch) / gflops / 1e6,
+                                 "conv_forms_ms": conv["forms"], "conv_best_form": conv["best"],
+                                 "conv_ms": conv["ms"]}  # fmt: skip
+
+    def total(key: str) -> float:
+        return sum(r["count"] * r[key] for r in per_layer.values())
+
     parts = {
         "dense": min(dense_ms.values()),
-        "window MatMuls": sum(r["count"] * r["ms"] for r in per_layer.values()),
-        "softmax over 49": sum(r["count"] * r["softmax_ms"] for r in per_layer.values()),
-        "conv branch at the probe rate": sum(
-            n * 2 * conv_branch_macs(*layer[:4]) * batch for layer, n in layers.items()
-        )
-        / gflops
-        / 1e6,
+        "window MatMuls": total("ms"),
+        "softmax over 49": total("softmax_ms"),
+        "conv branch at the probe rate": total("conv_fewest_macs_ms"),
     }
-    bound_ms = sum(parts.values())
     # the block size's own rows: its Softmax and mask (no Gather can compact a row to its 49 keys)
     rows_parts = {
         "dense": parts["dense"],
-        "window MatMuls + Softmax + mask": sum(r["count"] * r["ms_with_rows"] for r in per_layer.values()),
+        "window MatMuls + Softmax + mask": total("ms_with_rows"),
         "conv branch at the probe rate": parts["conv branch at the probe rate"],
     }
-    rows_ms = sum(rows_parts.values())
-    return {"batch": batch, "gemm_gflops": gflops, "floor_ms": floor, "dense_ms": dense_ms, "layers": per_layer,
-            "parts_ms": parts, "bound_ms": bound_ms, "bound_ratio": bound_ms / floor,
-            "rows_parts_ms": rows_parts, "rows_bound_ms": rows_ms, "rows_bound_ratio": rows_ms / floor}  # fmt: skip
+    # ... its copies, and the conv branch at the fastest kernels of its exact forms
+    copies_parts = {
+        "dense": parts["dense"],
+        "window MatMuls + Softmax + mask + copies": total("ms_with_copies"),
+        "conv branch, fastest form": total("conv_ms"),
+    }
+    out = {"batch": batch, "gemm_gflops": gflops, "floor_ms": floor, "dense_ms": dense_ms, "layers": per_layer}
+    for name, p in (("", parts), ("rows_", rows_parts), ("copies_", copies_parts)):
+        bound = sum(p.values())
+        out.update({f"{name}parts_ms": p, f"{name}bound_ms": bound, f"{name}bound_ratio": bound / floor})
+    return out
 
 
 def report(r: dict) -> None:
@@ -238,24 +326,27 @@ def report(r: dict) -> None:
         f"batch {r['batch']}: floor {r['floor_ms']:.1f} ms at {r['gemm_gflops']:.0f} GFLOP/s; "
         f"dense GEMM kernels: {dense} ms"
     )
-    print(f"  {'layer (side, stride, hd, heads, k)':<36} {'x':>2} {'best b':>6} {'MatMuls ms':>10}  per b (ms)")
+    print(f"  {'layer (side, stride, hd, heads, k)':<36} {'x':>2} {'best b':>6} {'ms':>7}  per b (ms)")
     for layer, row in r["layers"].items():
-        cells = " ".join(f"{b}:{t:.2f}" for b, t in row["per_block"].items())
-        print(f"  {layer:<36} {row['count']:>2} {row['best_block']:>6} {row['ms']:>10.2f}  {cells}")
-        cells = " ".join(f"{b}:{t:.2f}" for b, t in row["per_block_with_rows"].items())
-        print(f"  {'  + its Softmax and mask':<36} {'':>2} {row['best_block_with_rows']:>6} "
-              f"{row['ms_with_rows']:>10.2f}  {cells}")  # fmt: skip
-    parts = " + ".join(f"{k} {v:.1f}" for k, v in r["parts_ms"].items())
-    print(
-        f"  least any standard-op graph spends: {parts} = {r['bound_ms']:.1f} ms = {r['bound_ratio']:.2f}x the floor "
-        "(residual Adds, ReLUs and every copy counted as free)",
-    )
-    parts = " + ".join(f"{k} {v:.1f}" for k, v in r["rows_parts_ms"].items())
-    print(
-        f"  with each block size's own Softmax rows and mask (no Gather): {parts} = {r['rows_bound_ms']:.1f} ms "
-        f"= {r['rows_bound_ratio']:.2f}x the floor",
-        flush=True,
-    )
+        for label, best, key, per in (
+            ("", "best_block", "ms", "per_block"),
+            ("  + its Softmax and mask", "best_block_with_rows", "ms_with_rows", "per_block_with_rows"),
+            ("  + its copies", "best_block_with_copies", "ms_with_copies", "per_block_with_copies"),
+        ):
+            cells = " ".join(f"{b}:{t:.2f}" for b, t in row[per].items())
+            count = "" if label else row["count"]
+            print(f"  {label or layer:<36} {count:>2} {row[best]:>6} {row[key]:>7.2f}  {cells}")
+        forms = " ".join(f"{k}:{v:.2f}" for k, v in sorted(row["conv_forms_ms"].items(), key=lambda kv: kv[1])[:4])
+        print(f"  {'  conv branch, fastest forms':<36} {'':>2} {'':>6} {row['conv_ms']:>7.2f}  {forms}")
+    for name, line in (
+        ("", "least any standard-op graph spends"),
+        ("rows_", "with each block size's own Softmax rows and mask (no Gather)"),
+        ("copies_", "with its copies and the conv branch at its fastest form's kernels"),
+    ):
+        parts = " + ".join(f"{k} {v:.1f}" for k, v in r[f"{name}parts_ms"].items())
+        bound, ratio = r[f"{name}bound_ms"], r[f"{name}bound_ratio"]
+        print(f"  {line}: {parts} = {bound:.1f} ms = {ratio:.2f}x the floor", flush=True)
+    print("  (residual Adds, ReLUs and every other copy counted as free)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-mb", type=float, default=256.0, help="skip block sizes whose logits exceed this")
+    parser.add_argument("--max-write-mb", type=float, default=32.0, help="time larger writes at this size, scaled")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     layers = attention_layers(args.model)

@@ -59,11 +59,18 @@ def _kernel_shapes(events: list[dict]) -> dict[str, tuple[list[list[int]], list[
 
 
 def optimized_graph(path: Path, batch: int, threads: int, workdir: Path) -> tuple[onnx.ModelProto, dict]:
-    """The graph ONNX Runtime runs for ``path`` (saved by the session) and its kernels' shapes."""
-    optimized = workdir / "optimized.onnx"
-    session = ort_session(path, threads=threads, profile_prefix=workdir / "shapes", optimized_model_path=optimized)
+    """The graph ONNX Runtime runs for a model export ``path`` (224 px input) and its kernels' shapes."""
     x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
-    session.run(None, {"input": x})
+    return optimized_graph_for(path, {"input": x}, threads, workdir)
+
+
+def optimized_graph_for(
+    path: Path, feed: dict[str, np.ndarray], threads: int, workdir: Path
+) -> tuple[onnx.ModelProto, dict]:
+    """The graph ONNX Runtime runs for ``path`` on ``feed`` (saved by the session) and its kernels' shapes."""
+    optimized = workdir / f"{path.stem}.optimized.onnx"
+    session = ort_session(path, threads=threads, profile_prefix=workdir / "shapes", optimized_model_path=optimized)
+    session.run(None, feed)
     events = json.loads(Path(session.end_profiling()).read_text())
     return onnx.load(str(optimized)), _kernel_shapes(events)
 
@@ -149,20 +156,6 @@ def bound_runner(model: onnx.ModelProto, inputs: dict, outputs: dict, threads: i
 
     run()
     return run
-
-
-def swin_conv_path_macs(name: str) -> int | None:
-    """Fewest MACs Swin-ACmix's convolution path needs an image, as the official code computes it:
-    fc (3*heads -> 9 a head channel, 27 C a pixel) + dep_conv (9 -> heads a group, 3x3: 81 C a
-    pixel), for every block at its resolution. ``None`` for other families."""
-    from acmix_deploy.models.swin_acmix import SwinBlockACmix
-
-    if "swin" not in name:
-        return None
-    from acmix_deploy.models import build_model
-
-    blocks = [m for m in build_model(name.split(":")[0]).modules() if isinstance(m, SwinBlockACmix)]
-    return sum(108 * b.dim * b.input_resolution[0] * b.input_resolution[1] for b in blocks)
 
 
 def in_branch(family: str, branch: str) -> Callable[[onnx.NodeProto], bool]:

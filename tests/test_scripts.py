@@ -96,26 +96,54 @@ def test_isolated_bound_cuts_the_gemm_kernels_out_of_the_optimised_graph(tmp_pat
         call()
 
 
-def test_window_matmul_bound_counts_every_block_size_and_the_fewest_conv_macs():
+def test_window_matmul_bound_counts_every_block_size_its_copies_and_the_fewest_conv_macs():
     sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_window_matmuls import attention_layers, block_candidates, conv_branch_macs, mask_add_call
+    from bench_window_matmuls import attention_layers, block_candidates, conv_branch, mask_add_call, write_calls
 
     layers = attention_layers("acmix_resnet26")
     assert sum(layers.values()) == 8 and (56, 1, 16, 4, 7) in layers
-    sizes = [b for b, _, _ in block_candidates(56, 1, 16, 4, 7, batch=1, max_mb=1e9)]
+    sizes = [b for b, *_ in block_candidates(56, 1, 16, 4, 7, batch=1, max_mb=1e9)]
     assert sizes == [1, 2, 4, 7, 8, 14, 28, 56]  # b = 1 is the unfold form: 49 keys a query, no waste
-    shapes = {b: (forms, logits) for b, forms, logits in block_candidates(56, 1, 16, 4, 7, batch=2, max_mb=1e9)}
+    shapes = {b: rest for b, *rest in block_candidates(56, 1, 16, 4, 7, batch=2, max_mb=1e9)}
     assert shapes[8][0]["qk"] == ((2 * 4 * 49, 64, 16), (2 * 4 * 49, 16, 196), False)
     assert shapes[1][0]["qk"][1] == (2 * 4 * 3136, 16, 49)
     # the rows Softmax and the mask cover: the block's halo (196 keys at b = 8), exactly the window at b = 1
     assert shapes[8][1] == (2 * 4 * 49, 64, 196) and shapes[1][1] == (2 * 4 * 3136, 1, 49)
-    stride2 = {b: logits for b, _, logits in block_candidates(28, 2, 32, 4, 7, batch=1, max_mb=1e9)}
+    # copies: k and v halos, q blocks and the output; one block reads the unpadded map and copies nothing
+    assert shapes[8][2] == 2 * (2 * 4 * 49) * 196 * 16 + 2 * (2 * 4 * 49) * 64 * 16
+    assert shapes[56][1] == (2 * 4, 3136, 3136) and shapes[56][2] == 0
+    stride2 = {b: rest[1] for b, *rest in block_candidates(28, 2, 32, 4, 7, batch=1, max_mb=1e9)}
     assert stride2[1][-1] == 49 and stride2[4][-1] == (2 * 4 + 5) ** 2
     (masked,) = mask_add_call((3, 4, 5), threads=1)()  # one (4, 5) mask broadcast over the 3 blocks
     assert masked.shape == (3, 4, 5)
+    # writes: timed at the cap and scaled beyond it; both calls run
+    writes, scale = write_calls(1000, threads=1, cap_floats=250)
+    assert sorted(writes) == ["copy", "fill"] and scale == 4.0
+    for call in writes.values():
+        call()
     # stride 1: folded (108 C a pixel) = official fc + dep_conv; stride 2: fc at input resolution costs more
-    assert conv_branch_macs(56, 1, 16, 4) == 108 * 64 * 56 * 56
-    assert conv_branch_macs(28, 2, 32, 4) == 108 * 128 * 28 * 28
+    assert conv_branch((56, 1, 16, 4, 7)).fewest_macs(1) == 108 * 64 * 56 * 56
+    assert conv_branch((28, 2, 32, 4, 7)).fewest_macs(2) == 2 * 108 * 128 * 28 * 28
+
+
+def test_conv_forms_cover_every_merge_and_time_only_the_conv_kernels():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from conv_forms import ConvBranch, fastest_forms, form_candidates, form_convs
+
+    layer = ConvBranch(32, 4, 8, 2)  # head_dim 8: merges 1, 2, 4, 8
+    forms = form_convs(layer, batch=1)
+    assert sorted(forms) == sorted(
+        ["dense", *(f"{k} m{m}" for k in ("folded", "factored", "official") for m in (1, 2, 4, 8))]
+    )
+    assert forms["folded m2"] == [("folded", 96, 32, 4, 3, 2, (1, 96, 8, 8))]
+    assert forms["official m1"][0] == ("fc", 12, 9, 1, 1, 1, (1, 12, 8, 64))  # fc over an (hd, H*W) image
+    calls = form_candidates([layer, layer], batch=1, threads=1)
+    assert len(calls) == len(forms)  # the repeated layer counts once
+    for call in calls.values():
+        call()
+    ms = {k: float(i) for i, k in enumerate(calls)}
+    (row,) = fastest_forms([layer], ms).values()
+    assert row["best"] == "dense" and row["ms"] == 0.0 and len(row["forms"]) == len(forms)
 
 
 def test_attention_contrib_bench_compares_the_same_function():
@@ -126,16 +154,21 @@ def test_attention_contrib_bench_compares_the_same_function():
     assert diff < 1e-4  # the two graphs compute the same attention
 
 
-def test_swin_any_graph_bound_counts_the_official_conv_path_and_finds_its_nodes():
+def test_swin_any_graph_bound_counts_the_conv_path_of_every_block_and_finds_its_nodes():
     from onnx import helper
 
     sys.path.insert(0, str(ROOT / "scripts"))
-    from isolated_bound import in_branch, swin_conv_path_macs
+    from conv_forms import ConvBranch, swin_conv_branches
+    from isolated_bound import in_branch
 
-    # Swin-T: 108 C a pixel (fc 27 C + dep_conv 81 C) over 2/2/6/2 blocks at 56/28/14/7 px
-    assert swin_conv_path_macs("acmix_swin_tiny") == 108 * (96 * 56**2 * 2 + 192 * 28**2 * 2 + 384 * 14**2 * 6
-                                                            + 768 * 7**2 * 2)  # fmt: skip
-    assert swin_conv_path_macs("acmix_resnet50") is None
+    # Swin-T: 2/2/6/2 blocks at 56/28/14/7 px; at the fewest MACs 108 C a pixel (fc 27 C + dep_conv 81 C),
+    # except at 3 heads, where the folded conv's 9 * 3 heads = 81 C is fewer
+    branches = swin_conv_branches("acmix_swin_tiny")
+    assert branches[0] == ConvBranch(96, 3, 56) and branches[-1] == ConvBranch(768, 24, 7) and len(branches) == 12
+    assert sum(b.fewest_macs(1) for b in branches) == 81 * 96 * 56**2 * 2 + 108 * (
+        192 * 28**2 * 2 + 384 * 14**2 * 6 + 768 * 7**2 * 2
+    )
+    assert swin_conv_branches("acmix_resnet50") is None
     conv_path = in_branch("acmix_swin", "convolution")
     assert conv_path(helper.make_node("Conv", ["x", "w"], ["y"], name="/blocks/blocks.0/attn/dep_conv/Conv", group=32))
     assert conv_path(helper.make_node("FusedConv", ["x", "w"], ["y"], name="/blocks/blocks.3/attn/f_conv/Conv"))
