@@ -16,6 +16,9 @@ a group (``dep_conv``). All of it is linear, so any exact graph computes it as o
   ``dep_conv`` with m head channels a group (Swin-ACmix's deploy form beyond stage 1);
 - ``official m``: ``fc`` as the official code runs it (a 1x1 conv over the 3*heads heads of an
   (head_dim, H*W) image), then ``dep_conv`` with m head channels a group;
+- ``split m``: the folded conv cut into three, one over each of q, k and v as separate tensors
+  (groups = head_dim / m, heads*m inputs a group each; their sum free), for graphs that keep q, k
+  and v apart instead of splitting one projection;
 - ``dense``: the whole branch as one dense 3x3 conv of the block input (C -> C; Swin-ACmix's stage 1).
 
 Each form is a graph of its convs, optimised by ONNX Runtime as a model would be; its conv kernels are
@@ -80,6 +83,7 @@ def form_convs(layer: ConvBranch, batch: int) -> dict[str, list[tuple[str, int, 
         dep = ("dep", 9 * hd, c, hd // m, 3, s, (batch, 9 * hd, side, side))
         forms[f"factored m{m}"] = [("f", c, 9 * hd, 1, 1, 1, image), dep]
         forms[f"official m{m}"] = [("fc", 3 * heads, 9, 1, 1, 1, (batch, 3 * heads, hd, side * side)), dep]
+        forms[f"split m{m}"] = [(f"split_{t}", c, c, hd // m, 3, s, image) for t in "qkv"]
     return forms
 
 

@@ -133,8 +133,9 @@ def test_conv_forms_cover_every_merge_and_time_only_the_conv_kernels():
     layer = ConvBranch(32, 4, 8, 2)  # head_dim 8: merges 1, 2, 4, 8
     forms = form_convs(layer, batch=1)
     assert sorted(forms) == sorted(
-        ["dense", *(f"{k} m{m}" for k in ("folded", "factored", "official") for m in (1, 2, 4, 8))]
+        ["dense", *(f"{k} m{m}" for k in ("folded", "factored", "official", "split") for m in (1, 2, 4, 8))]
     )
+    assert forms["split m2"] == [(f"split_{t}", 32, 32, 4, 3, 2, (1, 32, 8, 8)) for t in "qkv"]
     assert forms["folded m2"] == [("folded", 96, 32, 4, 3, 2, (1, 96, 8, 8))]
     assert forms["official m1"][0] == ("fc", 12, 9, 1, 1, 1, (1, 12, 8, 64))  # fc over an (hd, H*W) image
     calls = form_candidates([layer, layer], batch=1, threads=1)
