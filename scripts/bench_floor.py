@@ -39,6 +39,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +201,10 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     For Swin-ACmix also a bound for any exact graph: the GEMM and required kernels without the
     convolution path (the one part whose form is a choice: dense 3x3 at stage 1, folded f_conv,
     grouped dep_conv), plus that path at its fewest MACs at the probe's rate. Window attention,
-    projections and MLP have the shapes the architecture fixes.
+    projections and MLP have the shapes the architecture fixes. A third line adds the residual sums:
+    two a block, each a write of the (tokens, C) stream that no GEMM kernel here does for free (ONNX
+    MatMul has no accumulator input, and ORT's Gemm copies its C into the output first), charged the
+    cheaper of a memcpy and a fill of its size (``isolated_bound.write_calls``).
     """
     from acmix_deploy.manifest import read_manifest
 
@@ -211,8 +215,13 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     conv_path = swin_conv_branches(name)
     without = (read_manifest(path).family, "convolution") if conv_path is not None else None
     candidates.update(cut.isolated_candidates(path, batch, threads, without_branch=without))
+    streams = Counter(batch * layer.side_in**2 * layer.channels for layer in conv_path or ())
+    scales = {}
     if conv_path is not None:
         candidates.update(form_candidates(conv_path, batch, threads))
+        for floats in streams:
+            writes, scales[floats] = cut.write_calls(floats, threads, cap_floats=8 * 2**20)
+            candidates.update({f"residual/{floats}/{how}": call for how, call in writes.items()})
     stats = time_interleaved(candidates, rounds=rounds, warmup=1)
     gflops = probe_gflops(stats["probe"].p50)
     floor = model_floor_ms(name, batch, gflops)
@@ -246,6 +255,17 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
         print(
             f"  with the conv path at its fastest form's kernels (conv_forms.py) {fast_ms:.1f} ms: "
             f"{row['fastest_form_ms']:.1f} ms ({row['fastest_form_ratio']:.2f}x)",
+            flush=True,
+        )
+        residual_ms = sum(
+            2 * n * scales[f] * min(stats[f"residual/{f}/{how}"].p50 for how in ("copy", "fill"))
+            for f, n in streams.items()
+        )
+        total = row["fastest_form_ms"] + residual_ms
+        row.update(residual_ms=residual_ms, with_residual_ms=total, with_residual_ratio=total / floor)
+        print(
+            f"  + the residual sums' writes (two a block, the cheaper of a copy and a fill) {residual_ms:.1f} ms: "
+            f"{total:.1f} ms ({row['with_residual_ratio']:.2f}x)",
             flush=True,
         )
     return row

@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_floor import model_floor_ms
 from conv_forms import ConvBranch, fastest_forms, form_candidates
-from isolated_bound import GEMM_KERNELS, bound_runner, is_dense, kernels_only, optimized_graph
+from isolated_bound import GEMM_KERNELS, bound_runner, is_dense, kernels_only, optimized_graph, write_calls
 
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
@@ -87,42 +87,6 @@ def conv_branch(layer: tuple) -> ConvBranch:
     """The convolution branch of an ACmix layer ``(side_out, stride, head_dim, heads, window)``."""
     side, stride, hd, heads, _ = layer
     return ConvBranch(hd * heads, heads, side * stride, stride)
-
-
-def write_calls(floats: int, threads: int, cap_floats: int) -> tuple[dict[str, Callable[[], None]], float]:
-    """The two cheapest ways ORT writes ``floats`` floats into a bound buffer: a copy (Concat of two
-    halves: a memcpy) and a fill (ConstantOfShape, its shape fed at run time so nothing folds it), and
-    the factor their times are scaled by: writes over ``cap_floats`` are timed at that size."""
-    import onnxruntime as ort
-
-    size = min(floats, cap_floats) // 2 * 2
-    half = size // 2
-    opset = [helper.make_opsetid("", 17)]
-    concat = helper.make_graph(
-        [helper.make_node("Concat", ["a", "b"], ["y"], axis=0)],
-        "copy",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, half]) for n in ("a", "b")],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, half])],
-    )
-    copy = bound_runner(helper.make_model(concat, opset_imports=opset), {"a": [1, half], "b": [1, half]},
-                        {"y": [2, half]}, threads)  # fmt: skip
-    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
-    fill_graph = helper.make_graph(
-        [helper.make_node("ConstantOfShape", ["shape"], ["y"], value=one)],
-        "fill",
-        [helper.make_tensor_value_info("shape", TensorProto.INT64, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size])],
-    )
-    session = ort_session(helper.make_model(fill_graph, opset_imports=opset), threads=threads)
-    binding = session.io_binding()
-    binding.bind_ortvalue_input("shape", ort.OrtValue.ortvalue_from_numpy(np.array([size], dtype=np.int64)))
-    binding.bind_ortvalue_output("y", ort.OrtValue.ortvalue_from_numpy(np.empty(size, dtype=np.float32)))
-
-    def fill() -> None:
-        session.run_with_iobinding(binding)
-
-    fill()
-    return {"copy": copy, "fill": fill}, floats / size
 
 
 def matmul_call(a_shape: tuple, b_shape: tuple, trans_b: bool, threads: int):
