@@ -36,7 +36,7 @@ A third line adds what the first two count as free but no graph can skip:
   of its size into a bound buffer. One block (b = side) needs no copy at all: its keys are the
   unpadded map, and the reflect padding's repeated keys enter as log counts in the mask;
 - the convolution branch at the fastest ORT kernel time of every exact form (``conv_forms.py``: the
-  folded and factored convs at every group merge, the official fc + dep_conv, the dense 3x3 conv),
+  folded, factored and split convs at every group merge, the official fc + dep_conv, the dense 3x3 conv),
   reorders and transposes free, instead of its fewest MACs at the probe's rate.
 So the third line is the least any graph of ORT's standard kernels spends, under three assumptions:
 logits as MatMuls over query blocks (an elementwise form, one shifted k a window position, writes at
