@@ -220,7 +220,7 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     if conv_path is not None:
         candidates.update(form_candidates(conv_path, batch, threads))
         for floats in streams:
-            writes, scales[floats] = cut.write_calls(floats, threads, cap_floats=8 * 2**20)
+            writes, scales[floats] = cut.write_calls(floats, threads)
             candidates.update({f"residual/{floats}/{how}": call for how, call in writes.items()})
     stats = time_interleaved(candidates, rounds=rounds, warmup=1)
     gflops = probe_gflops(stats["probe"].p50)

@@ -63,7 +63,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_floor import model_floor_ms
 from conv_forms import ConvBranch, fastest_forms, form_candidates
-from isolated_bound import GEMM_KERNELS, bound_runner, is_dense, kernels_only, optimized_graph, write_calls
+from isolated_bound import (
+    GEMM_KERNELS,
+    WRITE_CAP_FLOATS,
+    bound_runner,
+    is_dense,
+    kernels_only,
+    optimized_graph,
+    write_calls,
+)
 
 from acmix_deploy.exporters.onnx import export_onnx
 from acmix_deploy.models import build_model
@@ -320,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-mb", type=float, default=256.0, help="skip block sizes whose logits exceed this")
-    parser.add_argument("--max-write-mb", type=float, default=32.0, help="time larger writes at this size, scaled")
+    parser.add_argument("--max-write-mb", type=float, default=WRITE_CAP_FLOATS * 4 / 2**20,
+                        help="time larger writes at this size, scaled")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     layers = attention_layers(args.model)

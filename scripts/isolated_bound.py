@@ -139,15 +139,17 @@ def kernels_only(
 
 
 def bound_runner(model: onnx.ModelProto, inputs: dict, outputs: dict, threads: int) -> Callable[[], None]:
-    """A call that runs ``model`` on fixed inputs into fixed output buffers (no allocation, no copy)."""
+    """A call that runs ``model`` on fixed inputs into fixed output buffers (no allocation, no copy).
+
+    ``inputs``: name -> a shape (bound to random floats) or an array (bound as it is)."""
     import onnxruntime as ort
 
     session = ort_session(model, threads=threads, optimization="disable")
     rng = np.random.default_rng(0)
     binding = session.io_binding()
-    for name, shape in inputs.items():
-        value = ort.OrtValue.ortvalue_from_numpy(rng.standard_normal(shape, dtype=np.float32))
-        binding.bind_ortvalue_input(name, value)
+    for name, spec in inputs.items():
+        array = spec if isinstance(spec, np.ndarray) else rng.standard_normal(spec, dtype=np.float32)
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
     for name, shape in outputs.items():
         binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(np.empty(shape, dtype=np.float32)))
 
@@ -196,12 +198,15 @@ def isolated_candidates(
     return out
 
 
-def write_calls(floats: int, threads: int, cap_floats: int) -> tuple[dict[str, Callable[[], None]], float]:
+WRITE_CAP_FLOATS = 8 * 2**20  # 32 MB: larger writes are timed at this size and scaled (memory-bound)
+
+
+def write_calls(
+    floats: int, threads: int, cap_floats: int = WRITE_CAP_FLOATS
+) -> tuple[dict[str, Callable[[], None]], float]:
     """The two cheapest ways ORT writes ``floats`` floats into a bound buffer: a copy (Concat of two
     halves: a memcpy) and a fill (ConstantOfShape, its shape fed at run time so nothing folds it), and
     the factor their times are scaled by: writes over ``cap_floats`` are timed at that size."""
-    import onnxruntime as ort
-
     size = min(floats, cap_floats) // 2 * 2
     half = size // 2
     opset = [helper.make_opsetid("", 17)]
@@ -220,13 +225,6 @@ def write_calls(floats: int, threads: int, cap_floats: int) -> tuple[dict[str, C
         [helper.make_tensor_value_info("shape", TensorProto.INT64, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size])],
     )
-    session = ort_session(helper.make_model(fill_graph, opset_imports=opset), threads=threads)
-    binding = session.io_binding()
-    binding.bind_ortvalue_input("shape", ort.OrtValue.ortvalue_from_numpy(np.array([size], dtype=np.int64)))
-    binding.bind_ortvalue_output("y", ort.OrtValue.ortvalue_from_numpy(np.empty(size, dtype=np.float32)))
-
-    def fill() -> None:
-        session.run_with_iobinding(binding)
-
-    fill()
+    fill = bound_runner(helper.make_model(fill_graph, opset_imports=opset),
+                        {"shape": np.array([size], dtype=np.int64)}, {"y": [size]}, threads)  # fmt: skip
     return {"copy": copy, "fill": fill}, floats / size
