@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -64,10 +66,7 @@ def model_floor_ms(model: str, batch: int, gflops: float) -> float:
 
 
 def _prod(shape) -> int:
-    out = 1
-    for d in shape:
-        out *= int(d)
-    return out
+    return math.prod(int(d) for d in shape)
 
 
 def kernel_macs(op: str, inputs: list[list[int]], outputs: list[list[int]]) -> int:
@@ -92,8 +91,6 @@ def kernel_macs(op: str, inputs: list[list[int]], outputs: list[list[int]]) -> i
 
 def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
     """GEMM-kernel time vs total kernel time of one model (ORT profiler), and the GEMM rate alongside."""
-    import time
-
     gemm = gemm_probe(threads)
     x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     probe_s = []
@@ -268,6 +265,15 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
             f"{total:.1f} ms ({row['with_residual_ratio']:.2f}x)",
             flush=True,
         )
+        if "logit-bias" in stats:
+            bias_ms = stats["logit-bias"].p50
+            total += bias_ms
+            row.update(logit_bias_ms=bias_ms, with_bias_ms=total, with_bias_ratio=total / floor)
+            print(
+                f"  + the logit bias Adds (relative position bias and shift mask, one a block) {bias_ms:.1f} ms: "
+                f"{total:.1f} ms ({row['with_bias_ratio']:.2f}x)",
+                flush=True,
+            )
     return row
 
 

@@ -38,7 +38,15 @@ A third line adds what the first two count as free but no graph can skip:
 - the convolution branch at the fastest ORT kernel time of every exact form (``conv_forms.py``: the
   folded, factored and split convs at every group merge, the official fc + dep_conv, the dense 3x3 conv),
   reorders and transposes free, instead of its fewest MACs at the probe's rate.
-So the third line is the least any graph of ORT's standard kernels spends, under three assumptions:
+A fourth line adds the positional term: the logit of key j is ``q·(k_j - pe_j)`` (up to a per-query
+constant), with ``pe_j`` a function of the key's position. No kernel the MatMul operands pass through
+adds it for free: ORT fuses no constant Add into its NCHWc conv (it reorders the output out, adds in
+NCHW and reorders back), Pad, Slice, Concat and Transpose only copy, and ``pe_j`` cannot enter the mask
+(``q·pe_j`` depends on q). Two more K channels a head (q's ``-W_pᵀq`` from the projection, k's key
+coordinates) would need those coordinates appended to k, a copy of k too. So every graph writes the
+k map once more: charged as the cheaper of a copy and a fill of its size, per ACmix layer.
+
+So the fourth line is the least any graph of ORT's standard kernels spends, under three assumptions:
 logits as MatMuls over query blocks (an elementwise form, one shifted k a window position, writes at
 least what b = 1's unfold copy writes); every block of a layer has the same halo (cutting the border
 blocks apart to drop their padded keys means more, smaller MatMuls); and no conv-branch form outside
@@ -212,8 +220,12 @@ def window_candidates(
     labels: dict[tuple, dict[int, dict[str, str]]] = {}
     scales: dict[str, float] = {}
     for layer in layers:
-        side, _, _, heads, window = layer
+        side, stride, hd, heads, window = layer
         calls[f"softmax{layer}"] = softmax_call((batch * heads * side * side, window * window), threads)
+        # the positional term: k - pe, one write of the k map (see the module docstring)
+        writes, scale = write_calls(batch * heads * hd * (side * stride) ** 2, threads, int(max_write_mb * 2**20 / 4))
+        for kind, call in writes.items():
+            calls[f"{layer}/pe/{kind}"], scales[f"{layer}/pe/{kind}"] = call, scale
         for b, forms, logits, copied in block_candidates(*layer, batch, max_mb):
             for form, (a_shape, b_shape, trans) in forms.items():
                 calls[f"{layer}/{b}/{form}"] = matmul_call(a_shape, b_shape, trans, threads)
@@ -262,7 +274,8 @@ def measure(model_name: str, path: Path, layers: Counter, batch: int, args, work
                                  "per_block_with_copies": with_copies,
                                  "conv_fewest_macs_ms": 2 * branches[layer].fewest_macs(batch) / gflops / 1e6,
                                  "conv_forms_ms": conv["forms"], "conv_best_form": conv["best"],
-                                 "conv_ms": conv["ms"]}  # fmt: skip
+                                 "conv_ms": conv["ms"],
+                                 "pe_ms": min(ms[f"{layer}/pe/copy"], ms[f"{layer}/pe/fill"])}  # fmt: skip
 
     def total(key: str) -> float:
         return sum(r["count"] * r[key] for r in per_layer.values())
@@ -285,8 +298,10 @@ def measure(model_name: str, path: Path, layers: Counter, batch: int, args, work
         "window MatMuls + Softmax + mask + copies": total("ms_with_copies"),
         "conv branch, fastest form": total("conv_ms"),
     }
+    # ... and the positional term's write of k
+    pe_parts = {**copies_parts, "positional term": total("pe_ms")}
     out = {"batch": batch, "gemm_gflops": gflops, "floor_ms": floor, "dense_ms": dense_ms, "layers": per_layer}
-    for name, p in (("", parts), ("rows_", rows_parts), ("copies_", copies_parts)):
+    for name, p in (("", parts), ("rows_", rows_parts), ("copies_", copies_parts), ("pe_", pe_parts)):
         bound = sum(p.values())
         out.update({f"{name}parts_ms": p, f"{name}bound_ms": bound, f"{name}bound_ratio": bound / floor})
     return out
@@ -314,6 +329,7 @@ def report(r: dict) -> None:
         ("", "least any standard-op graph spends"),
         ("rows_", "with each block size's own Softmax rows and mask (no Gather)"),
         ("copies_", "with its copies and the conv branch at its fastest form's kernels"),
+        ("pe_", "with the positional term's write of k"),
     ):
         parts = " + ".join(f"{k} {v:.1f}" for k, v in r[f"{name}parts_ms"].items())
         bound, ratio = r[f"{name}bound_ms"], r[f"{name}bound_ratio"]

@@ -160,6 +160,26 @@ def bound_runner(model: onnx.ModelProto, inputs: dict, outputs: dict, threads: i
     return run
 
 
+def logit_bias_adds(model: onnx.ModelProto) -> set[str]:
+    """The Adds whose sum a Softmax reads, directly or through Reshapes: a bias on attention logits.
+
+    Swin-ACmix adds its relative position bias (and, in shifted blocks, the shift mask) to every
+    logit; neither ONNX MatMul nor Softmax takes such an input, so some kernel must write the biased
+    logits (see ``bench_floor.isolated``)."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def reaches_softmax(name: str) -> bool:
+        for node in consumers.get(name, []):
+            if node.op_type == "Softmax" or (node.op_type == "Reshape" and reaches_softmax(node.output[0])):
+                return True
+        return False
+
+    return {n.name for n in model.graph.node if n.op_type == "Add" and reaches_softmax(n.output[0])}
+
+
 def in_branch(family: str, branch: str) -> Callable[[onnx.NodeProto], bool]:
     """Whether a node of the optimised graph belongs to ``branch`` (names as ``acmix-deploy profile`` folds them)."""
     from acmix_deploy.families.nodes import node_branch
@@ -179,7 +199,8 @@ def isolated_candidates(
     ``dense``: the dense GEMM kernels (:func:`is_dense`), which every exact graph of the model runs;
     ``gemm``: every GEMM kernel; ``gemm+required``: with Softmax, LayerNorm and GELU too.
     ``without_branch`` = (family, branch) adds ``gemm+required-<branch>``: the last without that
-    branch's kernels (a bound adds the branch back at its fewest MACs).
+    branch's kernels (a bound adds the branch back at its fewest MACs). ``logit-bias``: the Adds of
+    :func:`logit_bias_adds` alone, when the graph has any.
     """
     with tempfile.TemporaryDirectory() as tmp:
         model, shapes = optimized_graph(path, batch, threads, Path(tmp))
@@ -191,6 +212,9 @@ def isolated_candidates(
     if without_branch is not None:
         family, branch = without_branch
         graphs.append((f"gemm+required-{branch}", GEMM_KERNELS + REQUIRED_KERNELS, False, in_branch(family, branch)))
+    bias = logit_bias_adds(model)
+    if bias:
+        graphs.append(("logit-bias", ("Add",), False, lambda n: n.name not in bias))
     out = {}
     for label, keep, dense, drop in graphs:
         sub, inputs, outputs = kernels_only(model, shapes, keep, dense_only=dense, drop=drop)

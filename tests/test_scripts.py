@@ -96,9 +96,59 @@ def test_isolated_bound_cuts_the_gemm_kernels_out_of_the_optimised_graph(tmp_pat
         call()
 
 
+def test_logit_bias_adds_are_the_adds_a_softmax_reads_through_reshapes(tmp_path):
+    """Swin's relative-position bias: the Add before the Softmax (a Reshape between them) is found, a
+    residual Add is not, and the isolated candidates time it alone."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from isolated_bound import isolated_candidates, logit_bias_adds
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((224, 224), dtype=np.float32), "bias"),
+        numpy_helper.from_array(np.array([1, 2, 224, 224], dtype=np.int64), "shape"),
+        numpy_helper.from_array(rng.standard_normal((2, 3, 1, 1), dtype=np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["x"], name="conv"),
+        helper.make_node("MatMul", ["x", "x"], ["logits"], name="qk"),
+        helper.make_node("Add", ["logits", "bias"], ["biased"], name="bias_add"),
+        helper.make_node("Reshape", ["biased", "shape"], ["biased4"], name="reshape"),
+        helper.make_node("Softmax", ["biased4"], ["attn"], name="softmax", axis=-1),
+        helper.make_node("Add", ["attn", "x"], ["out"], name="residual"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert logit_bias_adds(model) == {"bias_add"}
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    calls = isolated_candidates(path, 1, 1)
+    assert "logit-bias" in calls
+    calls["logit-bias"]()
+
+
 def test_window_matmul_bound_counts_every_block_size_its_copies_and_the_fewest_conv_macs():
     sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_window_matmuls import attention_layers, block_candidates, conv_branch, mask_add_call, write_calls
+    from collections import Counter
+
+    from bench_window_matmuls import (
+        attention_layers,
+        block_candidates,
+        conv_branch,
+        mask_add_call,
+        window_candidates,
+        write_calls,
+    )
 
     layers = attention_layers("acmix_resnet26")
     assert sum(layers.values()) == 8 and (56, 1, 16, 4, 7) in layers
@@ -116,6 +166,10 @@ def test_window_matmul_bound_counts_every_block_size_its_copies_and_the_fewest_c
     assert stride2[1][-1] == 49 and stride2[4][-1] == (2 * 4 + 5) ** 2
     (masked,) = mask_add_call((3, 4, 5), threads=1)()  # one (4, 5) mask broadcast over the 3 blocks
     assert masked.shape == (3, 4, 5)
+    # the positional term: one write of the k map a layer, both ways, scaled past the cap
+    calls, _, scales = window_candidates(Counter({(7, 1, 16, 2, 7): 1}), 2, 1, 1e9, 1000 * 4 / 2**20)
+    assert scales["(7, 1, 16, 2, 7)/pe/copy"] == 2 * 2 * 16 * 49 / 1000
+    assert {"(7, 1, 16, 2, 7)/pe/copy", "(7, 1, 16, 2, 7)/pe/fill"} <= set(calls)
     # writes: timed at the cap and scaled beyond it; both calls run
     writes, scale = write_calls(1000, threads=1, cap_floats=250)
     assert sorted(writes) == ["copy", "fill"] and scale == 4.0
