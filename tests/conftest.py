@@ -86,3 +86,29 @@ def digits(tmp_path_factory):
         "train": write_digits_folder(root / "train", "train"),
         "test": write_digits_folder(root / "test", "test"),
     }
+
+
+@pytest.fixture(scope="session")
+def cli_env(small_artifacts, tmp_path_factory):
+    """The small ONNX, its fp16 variant (made by the library), a 10-class image folder and a labels file."""
+    from PIL import Image
+
+    from acmix_deploy.exporters.precision import to_fp16
+
+    root = tmp_path_factory.mktemp("cli_env")
+    fp16 = root / "small.fp16.onnx"
+    to_fp16(small_artifacts["onnx"], fp16)
+    data = root / "digits"
+    for c in range(10):
+        (data / str(c)).mkdir(parents=True)
+        Image.new("RGB", (70, 70), (25 * c, 90, 200 - 15 * c)).save(data / str(c) / "a.png")
+    labels = root / "labels.txt"
+    labels.write_text("".join(f"{c}\n" for c in range(10)))
+    return {
+        "onnx": str(small_artifacts["onnx"]),
+        "ckpt": str(small_artifacts["checkpoint"]),
+        "fp16": fp16,
+        "data": str(data),
+        "labels": str(labels),
+        "root": root,
+    }
