@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -63,30 +62,6 @@ from acmix_deploy.timing import time_interleaved
 def model_floor_ms(model: str, batch: int, gflops: float) -> float:
     """The model's floor: its conv + matmul MACs (``MODEL`` or ``MODEL:TAG``) for ``batch`` images at ``gflops``."""
     return floor_ms(count_macs(model.split(":")[0], 224), batch, gflops)
-
-
-def _prod(shape) -> int:
-    return math.prod(int(d) for d in shape)
-
-
-def kernel_macs(op: str, inputs: list[list[int]], outputs: list[list[int]]) -> int:
-    """Multiply-accumulates one GEMM-like kernel did, from the shapes ORT's profiler recorded.
-
-    Conv: output elements x (input channels a group x kernel taps), from the weight's shape
-    (ORT's NCHWc Conv has a blocked 5-D output whose element count is the same up to channel
-    padding). MatMul/FusedMatMul: output elements x K, K = (A's last two dims) / M, which holds
-    whether or not A is transposed. Gemm: output elements x (A's elements / M).
-    """
-    out = outputs[0]
-    if op in ("Conv", "FusedConv"):
-        return _prod(out) * _prod(inputs[1][1:])
-    a = inputs[0]
-    if len(a) < 2:
-        return _prod(out) * a[0]
-    m = out[-2] if len(out) >= 2 else 1
-    if op == "Gemm":
-        return _prod(out) * (_prod(a) // m)
-    return _prod(out) * (a[-1] * a[-2] // m)
 
 
 def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
@@ -125,7 +100,7 @@ def bound(name: str, path: Path, batch: int, rounds: int, threads: int) -> dict:
         if op not in cut.GEMM_KERNELS:
             continue
         ins, outs = cut.event_shapes(args, "input_type_shape"), cut.event_shapes(args, "output_type_shape")
-        n = kernel_macs(op, ins, outs)
+        n = cut.kernel_macs(op, ins, outs)
         gemm_us += e["dur"]
         macs += n
         key = (op, tuple(tuple(s) for s in ins[:2]), tuple(outs[0]))
@@ -201,7 +176,10 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     projections and MLP have the shapes the architecture fixes. A third line adds the residual sums:
     two a block, each a write of the (tokens, C) stream that no GEMM kernel here does for free (ONNX
     MatMul has no accumulator input, and ORT's Gemm copies its C into the output first), charged the
-    cheaper of a memcpy and a fill of its size (``isolated_bound.write_calls``).
+    cheaper of a memcpy and a fill of its size (``isolated_bound.write_calls``). A fourth adds each
+    block's logit bias Add (``isolated_bound.logit_bias_adds``) and its heads' merge: one more write of
+    the stream, since a batched MatMul's batch dims are outer, so its (head, token, head_dim) output
+    must be laid out (token, head, head_dim) before ``proj`` contracts over both.
     """
     from acmix_deploy.manifest import read_manifest
 
@@ -254,10 +232,11 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
             f"{row['fastest_form_ms']:.1f} ms ({row['fastest_form_ratio']:.2f}x)",
             flush=True,
         )
-        residual_ms = sum(
-            2 * n * scales[f] * min(stats[f"residual/{f}/{how}"].p50 for how in ("copy", "fill"))
-            for f, n in streams.items()
+        # one write of every block's (tokens, C) stream
+        stream_ms = sum(
+            n * scales[f] * min(stats[f"residual/{f}/{h}"].p50 for h in ("copy", "fill")) for f, n in streams.items()
         )
+        residual_ms = 2 * stream_ms
         total = row["fastest_form_ms"] + residual_ms
         row.update(residual_ms=residual_ms, with_residual_ms=total, with_residual_ratio=total / floor)
         print(
@@ -265,15 +244,14 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
             f"{total:.1f} ms ({row['with_residual_ratio']:.2f}x)",
             flush=True,
         )
-        if "logit-bias" in stats:
-            bias_ms = stats["logit-bias"].p50
-            total += bias_ms
-            row.update(logit_bias_ms=bias_ms, with_bias_ms=total, with_bias_ratio=total / floor)
-            print(
-                f"  + the logit bias Adds (relative position bias and shift mask, one a block) {bias_ms:.1f} ms: "
-                f"{total:.1f} ms ({row['with_bias_ratio']:.2f}x)",
-                flush=True,
-            )
+        bias_ms = stats["logit-bias"].p50 if "logit-bias" in stats else 0.0
+        total += bias_ms + stream_ms
+        row.update(logit_bias_ms=bias_ms, head_merge_ms=stream_ms, with_bias_ms=total, with_bias_ratio=total / floor)
+        print(
+            f"  + the logit bias Adds (position bias and shift mask) {bias_ms:.1f} ms and the heads' merge "
+            f"(a write of the stream, a block) {stream_ms:.1f} ms: {total:.1f} ms ({row['with_bias_ratio']:.2f}x)",
+            flush=True,
+        )
     return row
 
 

@@ -20,6 +20,7 @@ The graph is loaded with graph optimisation off: the kernels are already the opt
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Callable, Container, Sequence
 from pathlib import Path
@@ -42,6 +43,30 @@ def event_shapes(args: dict, key: str) -> list[list[int]]:
 def node_group(node: onnx.NodeProto) -> int:
     """A node's ``group`` attribute (1 when it has none, as for every non-grouped op)."""
     return next((a.i for a in node.attribute if a.name == "group"), 1)
+
+
+def _prod(shape: Sequence[int]) -> int:
+    return math.prod(int(d) for d in shape)
+
+
+def kernel_macs(op: str, inputs: list[list[int]], outputs: list[list[int]]) -> int:
+    """Multiply-accumulates one GEMM-like kernel did, from the shapes ORT's profiler recorded.
+
+    Conv: output elements x (input channels a group x kernel taps), from the weight's shape
+    (ORT's NCHWc Conv has a blocked 5-D output whose element count is the same up to channel
+    padding). MatMul/FusedMatMul: output elements x K, K = (A's last two dims) / M, which holds
+    whether or not A is transposed. Gemm: output elements x (A's elements / M).
+    """
+    out = outputs[0]
+    if op in ("Conv", "FusedConv"):
+        return _prod(out) * _prod(inputs[1][1:])
+    a = inputs[0]
+    if len(a) < 2:
+        return _prod(out) * a[0]
+    m = out[-2] if len(out) >= 2 else 1
+    if op == "Gemm":
+        return _prod(out) * (_prod(a) // m)
+    return _prod(out) * (a[-1] * a[-2] // m)
 
 
 def _kernel_shapes(events: list[dict]) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
