@@ -71,19 +71,11 @@ def test_export_precision_variants(small_artifacts, digits, tmp_path):
         (calib.parent / str(i)).mkdir(parents=True)
         Image.new("RGB", (70, 70), (25 * i, 100, 255 - 20 * i)).save(calib.parent / str(i) / f"{i}.png")
     ckpt, out = str(small_artifacts["checkpoint"]), tmp_path / "out"
-    proc = run_cli(
-        "export",
-        ckpt,
-        "-o",
-        str(out),
-        "--img-size",
-        "64",
-        "--precision",
-        "fp16",
-        "--skip-latency",
-        "--eval-data",
-        str(calib.parent),
-    )
+
+    def export_64px(*options: str):
+        return run_cli("export", ckpt, "-o", str(out), "--img-size", "64", "--skip-latency", *options)
+
+    proc = export_64px("--precision", "fp16", "--eval-data", str(calib.parent))
     assert proc.returncode == 0, proc.stderr
     assert (out / "small.onnx").is_file() and (out / "small.fp16.onnx").is_file() and "fp16" in proc.stdout
     recorded = json.loads((out / "small.fp16.onnx.json").read_text())["precision_report"]["accuracy"]
@@ -100,20 +92,7 @@ def test_export_precision_variants(small_artifacts, digits, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "conv" / "r26.int8.onnx.json").read_text())["int8_target"] == "tensorrt"
-    proc = run_cli(
-        "export",
-        ckpt,
-        "-o",
-        str(out),
-        "--img-size",
-        "64",
-        "--precision",
-        "int8",
-        "--int8-target",
-        "cpu-dynamic",
-        "--skip-latency",
-        "--force",
-    )
+    proc = export_64px("--precision", "int8", "--int8-target", "cpu-dynamic", "--force")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "small.int8.onnx.json").read_text())["int8_target"] == "cpu-dynamic"
     assert_one_line_error(run_cli("export", ckpt, "--precision", "int8"), 2, "--calib")
