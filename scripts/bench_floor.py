@@ -191,12 +191,11 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
     without = (read_manifest(path).family, "convolution") if conv_path is not None else None
     candidates.update(cut.isolated_candidates(path, batch, threads, without_branch=without))
     streams = Counter(batch * layer.side_in**2 * layer.channels for layer in conv_path or ())
-    scales = {}
+    scales: dict[str, float] = {}
     if conv_path is not None:
         candidates.update(form_candidates(conv_path, batch, threads))
         for floats in streams:
-            writes, scales[floats] = cut.write_calls(floats, threads)
-            candidates.update({f"residual/{floats}/{how}": call for how, call in writes.items()})
+            cut.add_write_calls(candidates, scales, f"stream/{floats}", floats, threads)
     stats = time_interleaved(candidates, rounds=rounds, warmup=1)
     gflops = probe_gflops(stats["probe"].p50)
     floor = model_floor_ms(name, batch, gflops)
@@ -233,9 +232,8 @@ def isolated(name: str, path: Path, batch: int, rounds: int, threads: int) -> di
             flush=True,
         )
         # one write of every block's (tokens, C) stream
-        stream_ms = sum(
-            n * scales[f] * min(stats[f"residual/{f}/{h}"].p50 for h in ("copy", "fill")) for f, n in streams.items()
-        )
+        scaled = {k: stats[k].p50 * scale for k, scale in scales.items()}
+        stream_ms = sum(n * cut.cheapest_write_ms(scaled, f"stream/{f}") for f, n in streams.items())
         residual_ms = 2 * stream_ms
         total = row["fastest_form_ms"] + residual_ms
         row.update(residual_ms=residual_ms, with_residual_ms=total, with_residual_ratio=total / floor)

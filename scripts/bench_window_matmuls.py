@@ -74,11 +74,12 @@ from conv_forms import ConvBranch, fastest_forms, form_candidates
 from isolated_bound import (
     GEMM_KERNELS,
     WRITE_CAP_FLOATS,
+    add_write_calls,
     bound_runner,
+    cheapest_write_ms,
     is_dense,
     kernels_only,
     optimized_graph,
-    write_calls,
 )
 
 from acmix_deploy.exporters.onnx import export_onnx
@@ -219,13 +220,12 @@ def window_candidates(
     calls: dict[str, Callable[[], object]] = {}
     labels: dict[tuple, dict[int, dict[str, str]]] = {}
     scales: dict[str, float] = {}
+    cap = int(max_write_mb * 2**20 / 4)
     for layer in layers:
         side, stride, hd, heads, window = layer
         calls[f"softmax{layer}"] = softmax_call((batch * heads * side * side, window * window), threads)
         # the positional term: k - pe, one write of the k map (see the module docstring)
-        writes, scale = write_calls(batch * heads * hd * (side * stride) ** 2, threads, int(max_write_mb * 2**20 / 4))
-        for kind, call in writes.items():
-            calls[f"{layer}/pe/{kind}"], scales[f"{layer}/pe/{kind}"] = call, scale
+        add_write_calls(calls, scales, f"{layer}/pe", batch * heads * hd * (side * stride) ** 2, threads, cap)
         for b, forms, logits, copied in block_candidates(*layer, batch, max_mb):
             for form, (a_shape, b_shape, trans) in forms.items():
                 calls[f"{layer}/{b}/{form}"] = matmul_call(a_shape, b_shape, trans, threads)
@@ -235,11 +235,9 @@ def window_candidates(
             if logits[-1] > window * window:  # keys outside a query's window: masked
                 calls[f"{layer}/{b}/mask"] = mask_add_call(logits, threads)
                 labels[layer][b]["mask"] = f"{layer}/{b}/mask"
-            if not copied:
-                continue
-            writes, scale = write_calls(copied, threads, int(max_write_mb * 2**20 / 4))
-            for kind, call in writes.items():
-                calls[f"{layer}/{b}/{kind}"], scales[f"{layer}/{b}/{kind}"] = call, scale
+            if copied:
+                add_write_calls(calls, scales, f"{layer}/{b}", copied, threads, cap)
+                labels[layer][b]["copies"] = f"{layer}/{b}"
     return calls, labels, scales
 
 
@@ -262,8 +260,8 @@ def measure(model_name: str, path: Path, layers: Counter, batch: int, args, work
         with_rows = {b: per_b[b] + ms[f["softmax"]] + (ms[f["mask"]] if "mask" in f else 0.0)
                      for b, f in labels[layer].items()}  # fmt: skip
         # ... and the copies of its operands
-        writes = {b: [ms[k] for k in (f"{layer}/{b}/copy", f"{layer}/{b}/fill") if k in ms] for b in labels[layer]}
-        with_copies = {b: with_rows[b] + min(w, default=0.0) for b, w in writes.items()}
+        with_copies = {b: with_rows[b] + (cheapest_write_ms(ms, f["copies"]) if "copies" in f else 0.0)
+                       for b, f in labels[layer].items()}  # fmt: skip
         best, best_rows = min(per_b, key=per_b.get), min(with_rows, key=with_rows.get)
         best_copies = min(with_copies, key=with_copies.get)
         conv = fastest[branches[layer]]
@@ -275,7 +273,7 @@ def measure(model_name: str, path: Path, layers: Counter, batch: int, args, work
                                  "conv_fewest_macs_ms": 2 * branches[layer].fewest_macs(batch) / gflops / 1e6,
                                  "conv_forms_ms": conv["forms"], "conv_best_form": conv["best"],
                                  "conv_ms": conv["ms"],
-                                 "pe_ms": min(ms[f"{layer}/pe/copy"], ms[f"{layer}/pe/fill"])}  # fmt: skip
+                                 "pe_ms": cheapest_write_ms(ms, f"{layer}/pe")}  # fmt: skip
 
     def total(key: str) -> float:
         return sum(r["count"] * r[key] for r in per_layer.values())

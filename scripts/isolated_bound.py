@@ -277,3 +277,18 @@ def write_calls(
     fill = bound_runner(helper.make_model(fill_graph, opset_imports=opset),
                         {"shape": np.array([size], dtype=np.int64)}, {"y": [size]}, threads)  # fmt: skip
     return {"copy": copy, "fill": fill}, floats / size
+
+
+def add_write_calls(
+    calls: dict, scales: dict, prefix: str, floats: int, threads: int, cap_floats: int = WRITE_CAP_FLOATS
+) -> None:
+    """Registers :func:`write_calls` of ``floats`` as ``<prefix>/copy`` and ``<prefix>/fill`` in ``calls``,
+    with the factor their measured times are to be scaled by in ``scales``."""
+    writes, scale = write_calls(floats, threads, cap_floats)
+    for kind, call in writes.items():
+        calls[f"{prefix}/{kind}"], scales[f"{prefix}/{kind}"] = call, scale
+
+
+def cheapest_write_ms(ms: dict[str, float], prefix: str) -> float:
+    """The cheaper of the two ways of a write registered by :func:`add_write_calls` (``ms`` already scaled)."""
+    return min(ms[f"{prefix}/copy"], ms[f"{prefix}/fill"])

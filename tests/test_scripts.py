@@ -147,8 +147,8 @@ def test_window_matmul_bound_counts_every_block_size_its_copies_and_the_fewest_c
         conv_branch,
         mask_add_call,
         window_candidates,
-        write_calls,
     )
+    from isolated_bound import cheapest_write_ms, write_calls
 
     layers = attention_layers("acmix_resnet26")
     assert sum(layers.values()) == 8 and (56, 1, 16, 4, 7) in layers
@@ -170,6 +170,7 @@ def test_window_matmul_bound_counts_every_block_size_its_copies_and_the_fewest_c
     calls, _, scales = window_candidates(Counter({(7, 1, 16, 2, 7): 1}), 2, 1, 1e9, 1000 * 4 / 2**20)
     assert scales["(7, 1, 16, 2, 7)/pe/copy"] == 2 * 2 * 16 * 49 / 1000
     assert {"(7, 1, 16, 2, 7)/pe/copy", "(7, 1, 16, 2, 7)/pe/fill"} <= set(calls)
+    assert cheapest_write_ms({"w/copy": 2.0, "w/fill": 1.5}, "w") == 1.5
     # writes: timed at the cap and scaled beyond it; both calls run
     writes, scale = write_calls(1000, threads=1, cap_floats=250)
     assert sorted(writes) == ["copy", "fill"] and scale == 4.0
