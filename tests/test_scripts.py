@@ -240,3 +240,12 @@ def test_bench_spinning_times_both_sessions_paused_and_back_to_back():
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "spin/no-spin" in line]
     assert len(lines) == 2 and "paused" in lines[0] and "back to back" in lines[1]
+
+
+def test_bench_chunks_runs_every_chunk_size_over_the_same_images(small_artifacts):
+    pytest.importorskip("onnxruntime")
+    proc = _run("scripts/bench_chunks.py", "--models", "small", "--onnx", f"small={small_artifacts['onnx']}",
+                "--images", "4", "--chunks", "1,4", "--rounds", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith("small") and "chunk 1:" in line and "chunk 4:" in line and "(1.00x)" in line
