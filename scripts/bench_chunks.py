@@ -54,15 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx", action="append", default=[], help="MODEL=PATH: reuse a deploy export")
     args = parser.parse_args(argv)
     given = dict(item.split("=", 1) for item in args.onnx)
+    models = args.models.split(",")
     chunks = [int(c) for c in args.chunks.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         candidates = {}
-        for model in args.models.split(","):
+        for model in models:
             path = Path(given[model]) if model in given else export_deploy(model, Path(tmp))
             for chunk, call in chunked_runs(path, args.images, chunks, args.threads).items():
-                candidates[(model, chunk)] = call
-        stats = time_interleaved({f"{m} chunk {c}": call for (m, c), call in candidates.items()}, rounds=args.rounds)
-    for model in args.models.split(","):
+                candidates[f"{model} chunk {chunk}"] = call
+        stats = time_interleaved(candidates, rounds=args.rounds)
+    for model in models:
         ips = {c: args.images / (stats[f"{model} chunk {c}"].p50 / 1e3) for c in chunks}
         best = max(ips.values())
         cells = "  ".join(f"chunk {c}: {ips[c]:6.2f} img/s ({best / ips[c]:.2f}x)" for c in chunks)
